@@ -1,0 +1,257 @@
+"""The headshot pipeline: photo in, professional headshot out. Knows nothing of sessions or HTTP."""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+from types import TracebackType
+
+import cv2
+import numpy as np
+
+from engine.backend import InferenceBackend
+from engine.compose import Background, background_image, composite, parse_background
+from engine.config import EngineConfig
+from engine.detect import Face, FaceDetector, primary_face
+from engine.errors import NoFace
+from engine.framing import (
+    PRESETS,
+    Framing,
+    Preset,
+    continue_alpha,
+    frame_face,
+    padding_masks,
+    soften_continuation,
+    warp,
+)
+from engine.imageio import DecodedPhoto, RgbImage, decode, encode_jpeg
+from engine.matting import AlphaMap, Matter, decontaminate, refine_alpha
+from engine.models import FACE_DETECTION, MATTING, verified_path
+from engine.retouch import FaceGeometry, map_face, skin_patch_mask, smooth_skin
+from engine.runtime import open_backend
+from engine.tone import apply_tone
+
+logger = logging.getLogger(__name__)
+
+SMALL_FACE_PX = 90  # a face box smaller than this in the photo is upscaled so much it looks soft
+
+
+@dataclass
+class Timings:
+    """Milliseconds per stage. ``inference`` is the part spent inside model runtimes."""
+
+    stages: dict[str, float] = field(default_factory=dict)
+    inference: float = 0.0
+
+    @contextmanager
+    def stage(self, name: str) -> Iterator[None]:
+        t0 = time.perf_counter()
+        try:
+            yield
+        finally:
+            self.stages[name] = self.stages.get(name, 0.0) + (time.perf_counter() - t0) * 1000
+
+    def as_json(self) -> dict[str, float]:
+        out = {k: round(v, 2) for k, v in self.stages.items()}
+        out["total"] = round(sum(self.stages.values()), 2)
+        return out
+
+
+@dataclass(frozen=True)
+class Cutout:
+    """One take framed and matted for one preset. Compositing it on another background is cheap
+    (no inference), so the kiosk keeps it while the guest flips through backgrounds.
+
+    All arrays are output-sized (``preset.height`` × ``preset.width``) and owned by the cutout;
+    ``foreground`` is already toned and retouched; ``plate`` is the old background without the person,
+    at quarter size (it is only ever shown blurred)."""
+
+    preset: Preset
+    framing: Framing
+    face: Face
+    geometry: FaceGeometry
+    foreground: RgbImage
+    alpha: AlphaMap
+    plate: RgbImage
+    warnings: tuple[str, ...]
+
+    def release(self) -> None:
+        """Zero the pixel buffers now instead of waiting for the garbage collector (they are guest data)."""
+        for arr in (self.foreground, self.alpha, self.plate):
+            if arr.flags.writeable:
+                arr.fill(0)
+
+
+@dataclass(frozen=True)
+class Headshot:
+    """An encoded headshot: metadata-free JPEG bytes plus what the CLI/UI report about it."""
+
+    jpeg: bytes
+    width: int
+    height: int
+    preset: str
+    background: str
+    face: Face
+    backend: str
+    timings_ms: dict[str, float]
+    warnings: tuple[str, ...]
+
+
+class HeadshotEngine:
+    """Loads the detector and matting models once; renders any number of photos.
+
+    Owns its backends: call ``close()`` (or use it as a context manager) to release runtime memory.
+    Not thread-safe: one engine per worker process."""
+
+    def __init__(self, cfg: EngineConfig) -> None:
+        self.cfg = cfg
+        self._backends: list[InferenceBackend] = []
+        try:
+            det = self._open(FACE_DETECTION.name, verified_path(FACE_DETECTION, cfg.models_dir))
+            mat = self._open(MATTING.name, verified_path(MATTING, cfg.models_dir))
+        except BaseException:
+            self.close()
+            raise
+        self.backend_name = mat.name
+        self._detector = FaceDetector(det)
+        self._matter = Matter(mat)
+
+    def _open(self, name: str, path: Path) -> InferenceBackend:
+        backend = open_backend(name, path, self.cfg)
+        self._backends.append(backend)
+        return backend
+
+    # -- stages ---------------------------------------------------------------------------------------
+
+    def decode(self, data: bytes) -> DecodedPhoto:
+        return decode(
+            data,
+            max_pixels=int(self.cfg.max_input_megapixels * 1_000_000),
+            max_bytes=int(self.cfg.max_input_mib * 2**20),
+        )
+
+    def find_face(self, rgb: RgbImage, timings: Timings | None = None) -> tuple[Face, tuple[str, ...]]:
+        """The primary face and warnings (``several_faces``, ``small_face``). Raises ``NoFace``."""
+        t0 = time.perf_counter()
+        faces = self._detector.detect(rgb)
+        if timings is not None:
+            timings.inference += (time.perf_counter() - t0) * 1000
+        face = primary_face(faces, (rgb.shape[1], rgb.shape[0]))
+        if face is None:
+            raise NoFace("no face was found; face the camera with your whole face visible")
+        notes: list[str] = []
+        if len(faces) > 1:
+            notes.append("several_faces")
+        if face.height < SMALL_FACE_PX:
+            notes.append("small_face")
+        return face, tuple(notes)
+
+    def cutout(
+        self, rgb: RgbImage, face: Face, preset: str | Preset, timings: Timings | None = None
+    ) -> Cutout:
+        """Frame, matte, refine edges, tone and retouch one take for one preset."""
+        p = PRESETS[preset] if isinstance(preset, str) else preset
+        t = timings or Timings()
+        size = (rgb.shape[1], rgb.shape[0])
+        with t.stage("compose"):
+            framing = frame_face(face, size, p)
+            mh, mw = p.matte_size
+            crop = warp(rgb, framing)
+            valid = None
+            if framing.coverage < 1.0:
+                valid, below = padding_masks(size, framing, (mw, mh))
+                soften_continuation(crop, below)
+            small = np.asarray(cv2.resize(crop, (mw, mh), interpolation=cv2.INTER_AREA), dtype=np.uint8)
+        with t.stage("matte"):
+            t0 = time.perf_counter()
+            alpha_small = self._matter.matte(small)
+            t.inference += (time.perf_counter() - t0) * 1000
+        with t.stage("compose"):
+            if valid is not None:
+                continue_alpha(alpha_small, below)
+                alpha_small *= valid
+            up = cv2.resize(alpha_small, (p.width, p.height), interpolation=cv2.INTER_LINEAR)
+            alpha = refine_alpha(np.asarray(up, dtype=np.float32))
+            fg, plate = decontaminate(crop, alpha)
+            geom = map_face(face, framing)
+            skin = skin_patch_mask(geom, (p.height, p.width), alpha)
+            fg = apply_tone(fg, skin, estimate_from=small, estimate_mask=alpha_small < 0.1).image
+            if self.cfg.skin_smoothing:
+                fg = smooth_skin(fg, geom, alpha)
+            crop.fill(0)  # guest pixels: don't leave them for the allocator
+            small.fill(0)
+        notes = ("face_partly_out_of_frame",) if framing.coverage < 0.85 else ()
+        return Cutout(p, framing, face, geom, fg, alpha, plate, notes)
+
+    def compose(self, cut: Cutout, background: str | Background, timings: Timings | None = None) -> RgbImage:
+        """The headshot pixels for one background (H×W×3 uint8, owned by the caller)."""
+        bg = parse_background(background) if isinstance(background, str) else background
+        t = timings or Timings()
+        with t.stage("compose"):
+            backdrop = background_image(bg, cut.preset.width, cut.preset.height, cut.plate)
+            return composite(cut.foreground, backdrop, cut.alpha)
+
+    def encode(self, rgb: RgbImage, timings: Timings | None = None) -> bytes:
+        t = timings or Timings()
+        with t.stage("encode"):
+            return encode_jpeg(rgb, quality_percent=self.cfg.jpeg_quality_percent)
+
+    # -- whole renders ------------------------------------------------------------------------------------
+
+    def render(self, data: bytes, *, preset: str = "square", background: str = "studio-grey") -> Headshot:
+        """Encoded photo bytes -> ``Headshot``. Raises ``engine.errors.EngineError`` subclasses."""
+        bg = parse_background(background)
+        t = Timings()
+        with t.stage("decode"):
+            photo = self.decode(data)
+        return self._render(photo.rgb, photo.warnings, preset, bg, t)
+
+    def render_image(
+        self, rgb: RgbImage, *, preset: str = "square", background: str = "studio-grey"
+    ) -> Headshot:
+        """Like ``render`` for a capture that is already pixels (the kiosk's camera path)."""
+        return self._render(rgb, (), preset, parse_background(background), Timings())
+
+    def _render(
+        self, rgb: RgbImage, notes: tuple[str, ...], preset: str, bg: Background, t: Timings
+    ) -> Headshot:
+        p = PRESETS[preset]
+        with t.stage("detect"):
+            face, face_notes = self.find_face(rgb, t)
+        cut = self.cutout(rgb, face, p, t)
+        try:
+            pixels = self.compose(cut, bg, t)
+        finally:
+            cut.release()
+        jpeg = self.encode(pixels, t)
+        pixels.fill(0)
+        timings = t.as_json()
+        timings["inference"] = round(t.inference, 2)
+        return Headshot(
+            jpeg=jpeg,
+            width=p.width,
+            height=p.height,
+            preset=p.name,
+            background=bg.name,
+            face=face,
+            backend=self.backend_name,
+            timings_ms=timings,
+            warnings=notes + face_notes + cut.warnings,
+        )
+
+    def close(self) -> None:
+        """Release every backend. Idempotent."""
+        while self._backends:
+            self._backends.pop().close()
+
+    def __enter__(self) -> HeadshotEngine:
+        return self
+
+    def __exit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        self.close()

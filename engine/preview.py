@@ -1,0 +1,146 @@
+"""Live preview analysis: fast person segmentation plus face detection and pose guidance, per camera frame."""
+
+from __future__ import annotations
+
+import math
+import time
+from dataclasses import dataclass
+from types import TracebackType
+
+import cv2
+import numpy as np
+import numpy.typing as npt
+
+from engine.backend import InferenceBackend
+from engine.config import EngineConfig
+from engine.detect import Face, FaceDetector, primary_face
+from engine.imageio import RgbImage
+from engine.models import FACE_DETECTION, SELFIE_SEGMENTATION, verified_path
+from engine.runtime import open_backend
+
+SEGMENTATION_SIZE = 256
+# Guidance thresholds, as fractions of the frame. Chosen so the final headshot crop (face box 27 % of a
+# square output) needs no more than ~2× upscaling from a 720p frame.
+MIN_FACE_HEIGHT = 0.16
+MAX_FACE_HEIGHT = 0.50
+MAX_CENTRE_OFFSET = 0.14
+MAX_YAW = 0.22  # nose offset from the eye midpoint, in eye distances
+MIN_FACE_LUMA = 0.28  # mean coded luma of the face box (0–1)
+
+GUIDANCE_CODES = ("no_face", "step_closer", "step_back", "centre_yourself", "look_at_camera", "more_light")
+
+
+@dataclass(frozen=True)
+class PreviewAnalysis:
+    """What the live preview needs for one frame. ``mask`` is h×w float32 in [0, 1] at the
+    segmentation size (256×256, stretched over the frame), or None when not requested; ``hints`` are
+    ``GUIDANCE_CODES`` in priority order (empty = ready for the countdown)."""
+
+    face: Face | None
+    hints: tuple[str, ...]
+    mask: npt.NDArray[np.float32] | None
+    timings_ms: dict[str, float]
+
+    @property
+    def ready(self) -> bool:
+        return not self.hints
+
+
+def pose_hints(face: Face | None, frame: RgbImage) -> tuple[str, ...]:
+    """Guidance codes for the guest, most important first."""
+    if face is None:
+        return ("no_face",)
+    h, w = frame.shape[:2]
+    hints: list[str] = []
+    rel = face.height / h
+    if rel < MIN_FACE_HEIGHT:
+        hints.append("step_closer")
+    elif rel > MAX_FACE_HEIGHT:
+        hints.append("step_back")
+    cx = (face.bbox[0] + face.bbox[2]) / 2 / w
+    if abs(cx - 0.5) > MAX_CENTRE_OFFSET:
+        hints.append("centre_yourself")
+    (rx, ry), (lx, ly) = face.keypoints["right_eye"], face.keypoints["left_eye"]
+    eye_d = max(math.dist((rx, ry), (lx, ly)), 1.0)
+    nose_x = face.keypoints["nose_tip"][0]
+    if abs(nose_x - (rx + lx) / 2) / eye_d > MAX_YAW:
+        hints.append("look_at_camera")
+    x0, y0, x1, y1 = (int(max(0, v)) for v in face.bbox)
+    box = frame[y0 : min(h, y1), x0 : min(w, x1)]
+    if box.size and float(cv2.cvtColor(box, cv2.COLOR_RGB2GRAY).mean()) / 255.0 < MIN_FACE_LUMA:
+        hints.append("more_light")
+    return tuple(hints)
+
+
+class PreviewAnalyzer:
+    """Selfie segmentation + BlazeFace for live frames. Owns its two backends."""
+
+    def __init__(self, cfg: EngineConfig) -> None:
+        self._det_backend: InferenceBackend | None = None
+        self._seg: InferenceBackend | None = None
+        self._det_backend = open_backend(
+            FACE_DETECTION.name, verified_path(FACE_DETECTION, cfg.models_dir), cfg
+        )
+        try:
+            self._seg = open_backend(
+                SELFIE_SEGMENTATION.name, verified_path(SELFIE_SEGMENTATION, cfg.models_dir), cfg
+            )
+        except BaseException:
+            self.close()
+            raise
+        self._detector = FaceDetector(self._det_backend)
+        (self._seg_input,) = self._seg.input_shapes
+        self._seg_output = self._seg.output_names[0]
+
+    def segment(self, frame: RgbImage) -> npt.NDArray[np.float32]:
+        """Person probability, 256×256 float32 in [0, 1] (the whole frame squeezed to a square, as
+        MediaPipe's selfie model expects)."""
+        if self._seg is None:
+            raise RuntimeError("PreviewAnalyzer is closed")
+        small = cv2.resize(frame, (SEGMENTATION_SIZE, SEGMENTATION_SIZE), interpolation=cv2.INTER_AREA)
+        x = small.astype(np.float32)[None] * (1.0 / 255.0)
+        out = self._seg.infer({self._seg_input: x})[self._seg_output]
+        mask = out.reshape(SEGMENTATION_SIZE, SEGMENTATION_SIZE, -1)[..., -1]
+        return np.ascontiguousarray(np.clip(mask, 0.0, 1.0), dtype=np.float32)
+
+    def analyze(self, frame: RgbImage, *, with_mask: bool = True) -> PreviewAnalysis:
+        t0 = time.perf_counter()
+        faces = self._detector.detect(frame)
+        face = primary_face(faces, (frame.shape[1], frame.shape[0]))
+        t1 = time.perf_counter()
+        mask = self.segment(frame) if with_mask else None
+        t2 = time.perf_counter()
+        hints = pose_hints(face, frame)
+        return PreviewAnalysis(
+            face,
+            hints,
+            mask,
+            {
+                "detect": (t1 - t0) * 1000,
+                "segment": (t2 - t1) * 1000,
+                "total": (time.perf_counter() - t0) * 1000,
+            },
+        )
+
+    def close(self) -> None:
+        for b in (self._seg, self._det_backend):
+            if b is not None:
+                b.close()
+        self._seg = self._det_backend = None
+
+    def __enter__(self) -> PreviewAnalyzer:
+        return self
+
+    def __exit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        self.close()
+
+
+def replace_background(frame: RgbImage, mask: npt.NDArray[np.float32], backdrop: RgbImage) -> RgbImage:
+    """Live "what will it look like" preview: the frame over ``backdrop`` (same size) using the
+    256×256 mask upscaled. Fast and approximate; the final render uses MODNet."""
+    h, w = frame.shape[:2]
+    alpha = cv2.resize(mask, (w, h), interpolation=cv2.INTER_LINEAR)
+    inv = np.subtract(1.0, alpha, dtype=np.float32)
+    return np.asarray(cv2.blendLinear(frame, backdrop, alpha, inv), dtype=np.uint8)

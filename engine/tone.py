@@ -1,0 +1,149 @@
+"""Tone: white balance and contrast that keep the guest's skin as it is.
+
+AI headshot services are criticised for lightening skin. Here every adjustment is built around the
+measured face: white-balance gains are renormalised so the face's luminance does not move, and the
+contrast curve pivots on the face's own mean, so skin lightness is a fixed point (tested as ΔL* on the
+face region, including on darkened and colour-cast variants of the test portraits)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import cv2
+import numpy as np
+import numpy.typing as npt
+
+from engine.imageio import RgbImage
+
+BoolMask = npt.NDArray[np.bool_]
+MAX_GAIN_DEVIATION = 0.04  # white balance may move a channel by at most ±4 %
+WB_DEAD_ZONE = 0.02
+WB_STRENGTH = 0.5  # correct half of the estimated cast: full correction of a warm room looks clinical
+MAX_SKIN_SHIFT_AB = 2.0  # the most white balance may move the face's mean colour (ΔE in a*b*)
+CONTRAST = 1.08  # slope at the pivot; 1.0 = no change
+
+_CODED = np.arange(256, dtype=np.float64) / 255.0
+_LINEAR = np.where(_CODED <= 0.04045, _CODED / 12.92, ((_CODED + 0.055) / 1.055) ** 2.4)
+_LINEAR32 = _LINEAR.astype(np.float32)
+_LUMA = np.array([0.2126, 0.7152, 0.0722])  # Rec. 709 / sRGB luminance weights, linear light
+
+
+def _encode(lin: npt.NDArray[np.float64]) -> npt.NDArray[np.float64]:
+    lin = np.clip(lin, 0.0, 1.0)
+    return np.asarray(
+        np.where(lin <= 0.0031308, lin * 12.92, 1.055 * lin ** (1 / 2.4) - 0.055), dtype=np.float64
+    )
+
+
+@dataclass(frozen=True)
+class ToneResult:
+    image: RgbImage
+    gains: tuple[float, float, float]
+    pivot: float
+
+
+def estimate_gains(sample: RgbImage, mask: BoolMask | None = None) -> npt.NDArray[np.float64]:
+    """White-balance gains from a shades-of-grey estimate (Minkowski p = 6) of ``sample`` where ``mask``
+    is set, applied at ``WB_STRENGTH``, with a dead zone of ±``WB_DEAD_ZONE`` and clamped to
+    ±``MAX_GAIN_DEVIATION``.
+
+    The kiosk passes the *background* of the crop: a guest's orange jacket or their skin must not be
+    mistaken for the colour of the light (that is exactly how skin tone gets "corrected" away). Clipped
+    and near-black pixels are left out too: a blown-out highlight says nothing about the light's colour."""
+    px = sample.reshape(-1, 3) if mask is None else sample[mask]
+    px = px[::7]  # a stride of 7 is plenty for a global estimate
+    usable = (px.max(axis=1) < 250) & (px.min(axis=1) > 8)
+    if usable.sum() < 500:
+        return np.ones(3, dtype=np.float64)
+    lin = _LINEAR32[px[usable]]
+    illum = np.power(np.mean(lin**6, axis=0, dtype=np.float64), 1 / 6) + 1e-6
+    dev = (illum.mean() / illum) ** WB_STRENGTH - 1.0
+    # Small deviations are the scene's own colour (a beige wall), not a cast: leave them alone.
+    dev = np.sign(dev) * np.maximum(np.abs(dev) - WB_DEAD_ZONE, 0.0)
+    return np.asarray(1.0 + np.clip(dev, -MAX_GAIN_DEVIATION, MAX_GAIN_DEVIATION), dtype=np.float64)
+
+
+def _curve(x: npt.NDArray[np.float64], pivot: float) -> npt.NDArray[np.float64]:
+    """Monotonic contrast curve on [0, 1] with f(0)=0, f(1)=1, f(pivot)=pivot and slope CONTRAST there."""
+    p = min(max(pivot, 0.05), 0.95)
+    lo = p * (x / p) ** CONTRAST
+    hi = p + (1 - p) * (1 - ((1 - x) / (1 - p)) ** CONTRAST)
+    return np.asarray(np.where(x <= p, lo, hi), dtype=np.float64)
+
+
+def _gain_lut(gains: npt.NDArray[np.float64]) -> npt.NDArray[np.uint8]:
+    """Per-channel 8-bit LUT applying ``gains`` in linear light."""
+    out = np.empty((1, 256, 3), dtype=np.uint8)
+    for c in range(3):
+        out[0, :, c] = np.clip(_encode(_LINEAR * gains[c]) * 255.0 + 0.5, 0, 255).astype(np.uint8)
+    return out
+
+
+def _ratio_lut(pivot: float) -> npt.NDArray[np.float32]:
+    """Luma value -> factor that moves it along the contrast curve. Scaling R, G and B by one factor
+    changes lightness but keeps their ratios, so contrast does not saturate skin (a per-channel curve
+    would)."""
+    x = np.arange(256, dtype=np.float64) / 255.0
+    ratio = np.where(x > 0, _curve(x, pivot) / np.maximum(x, 1e-6), 1.0)
+    return np.asarray(ratio, dtype=np.float32).reshape(1, 256)
+
+
+def _toned(image: RgbImage, gains: npt.NDArray[np.float64], pivot: float) -> RgbImage:
+    balanced = cv2.LUT(image, _gain_lut(gains))
+    luma = cv2.cvtColor(balanced, cv2.COLOR_RGB2GRAY)
+    ratio = cv2.LUT(luma, _ratio_lut(pivot))
+    out = cv2.multiply(balanced, cv2.merge([ratio, ratio, ratio]), dtype=cv2.CV_8U)
+    return np.asarray(out, dtype=np.uint8)
+
+
+def face_luminance(rgb: RgbImage, mask: BoolMask) -> float:
+    """Mean linear-light luminance of the masked pixels (0–1)."""
+    px = _LINEAR[rgb[mask]]
+    return float((px @ _LUMA).mean()) if px.size else 0.0
+
+
+def _keep_face_luminance(
+    face_px: RgbImage, gains: npt.NDArray[np.float64], pivot: float, before: float
+) -> npt.NDArray[np.float64]:
+    """Scale ``gains`` so the face's mean luminance stays at ``before``; a few rounds absorb the
+    nonlinearity of the curve and of 8-bit rounding."""
+    for _ in range(3):
+        after = float((_LINEAR[_toned(face_px, gains, pivot).reshape(-1, 3)] @ _LUMA).mean())
+        if after <= 0:
+            break
+        gains = gains * (before / after)
+    return gains
+
+
+def _ab_shift(a: RgbImage, b: RgbImage) -> float:
+    """Distance between the mean CIE a*b* of two same-shaped pixel sets."""
+    la = cv2.cvtColor(a.astype(np.float32) * (1 / 255), cv2.COLOR_RGB2Lab).reshape(-1, 3).mean(0)
+    lb = cv2.cvtColor(b.astype(np.float32) * (1 / 255), cv2.COLOR_RGB2Lab).reshape(-1, 3).mean(0)
+    return float(np.hypot(la[1] - lb[1], la[2] - lb[2]))
+
+
+def apply_tone(
+    image: RgbImage,
+    face_mask: BoolMask,
+    *,
+    estimate_from: RgbImage | None = None,
+    estimate_mask: BoolMask | None = None,
+) -> ToneResult:
+    """Return the toned image (a new array). ``face_mask`` (H×W bool) marks skin pixels of the face;
+    the white balance is estimated on ``estimate_from`` (default: ``image``) where ``estimate_mask``
+    (same size as ``estimate_from``) is set."""
+    if not face_mask.any():
+        return ToneResult(image, (1.0, 1.0, 1.0), 0.5)
+    gains = estimate_gains(estimate_from if estimate_from is not None else image, estimate_mask)
+    before = face_luminance(image, face_mask)
+    face_px = np.ascontiguousarray(image[face_mask].reshape(-1, 1, 3))
+    pivot = float(cv2.cvtColor(face_px, cv2.COLOR_RGB2GRAY).mean()) / 255.0
+    gains = _keep_face_luminance(face_px, gains, pivot, before)
+    # Hard cap on how far the face's colour may move: scale the white balance back until the skin's
+    # mean shifts by at most MAX_SKIN_SHIFT_AB (CIE a*b*). Casts are still reduced, never overcorrected.
+    shift = _ab_shift(face_px, _toned(face_px, gains, pivot))
+    if shift > MAX_SKIN_SHIFT_AB:
+        gains = 1.0 + (gains / gains.mean() - 1.0) * (MAX_SKIN_SHIFT_AB / shift)
+        gains = _keep_face_luminance(face_px, gains, pivot, before)
+    out = _toned(image, gains, pivot)
+    return ToneResult(out, (float(gains[0]), float(gains[1]), float(gains[2])), pivot)
