@@ -1,0 +1,1 @@
+"""Appliance: config, session lifecycle, encrypted RAM store, camera sources, session worker, systemd glue."""

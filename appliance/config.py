@@ -1,0 +1,651 @@
+"""The kiosk's one config: a TOML file validated into a frozen ``KioskConfig``, plus ``check-config``."""
+
+from __future__ import annotations
+
+import ipaddress
+import os
+import re
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Annotated, Any, Literal
+
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationError, model_validator
+
+from engine.config import EngineConfig
+
+if sys.version_info >= (3, 11):
+    import tomllib
+else:  # JetPack 6 ships Python 3.10, which has no tomllib
+    # mypy checks this branch (python_version = 3.10) even where tomli is not installed (CI runs 3.11).
+    import tomli as tomllib  # type: ignore[import-not-found, unused-ignore]
+
+__all__ = [
+    "MAX_DELIVERY_WINDOW_MINUTES",
+    "MAX_IDLE_TIMEOUT_SECONDS",
+    "MAX_RECONNECT_ATTEMPTS",
+    "AuditConfig",
+    "CameraConfig",
+    "ConfigError",
+    "CsiCameraConfig",
+    "DeliveryConfig",
+    "DemoCameraConfig",
+    "DirectoryCameraConfig",
+    "EventConfig",
+    "KioskConfig",
+    "SessionConfig",
+    "StaffConfig",
+    "StoreConfig",
+    "UiConfig",
+    "V4l2CameraConfig",
+    "VideoCameraConfig",
+    "check_config_main",
+    "is_loopback",
+    "load_config",
+    "parse_config",
+    "summarize",
+]
+
+# Legal upper bounds (DESIGN.md §2 and §7): validation refuses anything longer.
+MAX_IDLE_TIMEOUT_SECONDS = 600  # 10 minutes of inactivity on any guest screen
+MAX_DELIVERY_WINDOW_MINUTES = 60  # a delivery link never lives longer than an hour
+MAX_RECONNECT_ATTEMPTS = 20
+
+# A config file is a few KiB; refuse anything absurd before parsing it.
+_MAX_CONFIG_BYTES = 1024 * 1024
+
+
+class ConfigError(Exception):
+    """The config file is unreadable or invalid.
+
+    ``problems`` holds one line per problem, each starting with the dotted path of the offending key
+    (``camera.width: Input should be ...``); ``str(error)`` lists them all under a heading.
+    """
+
+    def __init__(self, source: str, problems: Sequence[str]) -> None:
+        self.source = source
+        self.problems: tuple[str, ...] = tuple(problems)
+        lines = "\n".join(f"  {problem}" for problem in self.problems)
+        super().__init__(f"invalid kiosk config {source}:\n{lines}")
+
+
+class _Strict(BaseModel):
+    # Unknown keys are errors (a typo must not silently fall back to a default); values are immutable.
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+# --------------------------------------------------------------------------------------------------
+# Reusable field types
+
+
+def _check_bind_host(value: str) -> str:
+    # Listeners bind to an address, not a name: a name could resolve differently tomorrow.
+    if value == "localhost":
+        return value
+    try:
+        ipaddress.ip_address(value)
+    except ValueError:
+        raise ValueError(
+            f"expected an IP address such as 127.0.0.1 or 0.0.0.0, or 'localhost'; got {value!r}"
+        ) from None
+    return value
+
+
+def is_loopback(host: str) -> bool:
+    """True if binding ``host`` keeps a listener reachable from this machine only."""
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+_HOSTNAME_LABEL = re.compile(r"^(?!-)[A-Za-z0-9-]{1,63}(?<!-)$")
+
+
+def _check_public_host(value: str) -> str:
+    # The value is pasted into https://<public_host>/d/... links: allow a DNS name or an IP, nothing else,
+    # so a stray scheme, port, slash or space cannot end up in a QR code.
+    try:
+        ipaddress.ip_address(value)
+    except ValueError:
+        pass
+    else:
+        return value
+    labels = value.rstrip(".").split(".")
+    if len(value) > 253 or not all(_HOSTNAME_LABEL.match(label) for label in labels):
+        raise ValueError(
+            f"expected a DNS host name such as kiosk.local (no scheme, port or path); got {value!r}"
+        )
+    return value
+
+
+_HEX_COLOUR = re.compile(r"^#[0-9A-Fa-f]{6}$")
+_NAMED_BACKGROUNDS = ("studio-grey", "white", "blur")
+
+
+def _check_background(value: str) -> str:
+    if value in _NAMED_BACKGROUNDS or _HEX_COLOUR.match(value):
+        return value
+    raise ValueError(f"expected one of {', '.join(_NAMED_BACKGROUNDS)} or a colour '#RRGGBB'; got {value!r}")
+
+
+def _unique(values: tuple[str, ...]) -> tuple[str, ...]:
+    if len(set(values)) != len(values):
+        raise ValueError("values must not repeat")
+    return values
+
+
+def _check_printable(value: str) -> str:
+    # Shown on the touch screen and in the staff console; control characters have no business there.
+    if any(ord(ch) < 0x20 or ord(ch) == 0x7F for ch in value):
+        raise ValueError("must not contain control characters")
+    return value
+
+
+BindHost = Annotated[str, AfterValidator(_check_bind_host)]
+Port = Annotated[int, Field(ge=1, le=65535)]
+Background = Annotated[str, AfterValidator(_check_background)]
+Preset = Literal["square", "portrait", "badge"]
+Language = Literal["en", "fr", "es", "de"]
+
+
+# --------------------------------------------------------------------------------------------------
+# [camera]: a discriminated union on `source`; the value matches the module that implements it.
+
+
+class _CameraCommon(_Strict):
+    reconnect_attempts: int = Field(
+        default=5,
+        ge=0,
+        le=MAX_RECONNECT_ATTEMPTS,
+        description="Re-open attempts after a failed read before the camera is reported failed (count).",
+    )
+    reconnect_delay_seconds: float = Field(
+        default=1.0, ge=0, le=30, description="Pause before each re-open attempt (seconds)."
+    )
+
+
+class DemoCameraConfig(_CameraCommon):
+    """Bundled public-domain portraits with gentle motion; needs no hardware."""
+
+    source: Literal["demo"] = "demo"
+    width: int = Field(default=1280, ge=64, le=3840, description="Frame width (pixels).")
+    height: int = Field(default=720, ge=64, le=2160, description="Frame height (pixels).")
+    fps: float = Field(
+        default=15.0, gt=0, le=60, description="Frame rate the source is paced to (frames per second)."
+    )
+    seconds_per_portrait: float = Field(
+        default=12.0,
+        gt=0,
+        le=3600,
+        description="How long each bundled portrait is shown before the next (seconds).",
+    )
+
+
+class DirectoryCameraConfig(_CameraCommon):
+    """JPEG/PNG files of a directory, in name order, looped; for tests and offline demos."""
+
+    source: Literal["directory"]
+    path: Path = Field(description="Directory holding .jpg/.jpeg/.png files.")
+    fps: float = Field(
+        default=15.0, gt=0, le=60, description="Frame rate the source is paced to (frames per second)."
+    )
+    frames_per_image: int = Field(
+        default=1,
+        ge=1,
+        le=100_000,
+        description="Consecutive frames that repeat one image before the next (count).",
+    )
+    max_image_megapixels: float = Field(
+        default=50.0, gt=0, le=200, description="Files above this pixel count are skipped (megapixels)."
+    )
+    max_file_mib: float = Field(
+        default=40.0, gt=0, le=200, description="Files above this size are skipped (MiB)."
+    )
+
+
+class VideoCameraConfig(_CameraCommon):
+    """A video file decoded with OpenCV (FFmpeg), looped."""
+
+    source: Literal["video"]
+    path: Path = Field(description="Video file, e.g. an .avi or .mp4.")
+    fps: float | None = Field(
+        default=None,
+        gt=0,
+        le=120,
+        description="Playback rate (frames per second); unset = the file's own rate.",
+    )
+    loop: bool = Field(default=True, description="Start again at the end of the file instead of failing.")
+
+
+class V4l2CameraConfig(_CameraCommon):
+    """A USB (UVC) camera through Video4Linux2."""
+
+    source: Literal["v4l2"]
+    device: str = Field(default="/dev/video0", pattern=r"^/dev/\S+$", description="V4L2 device node.")
+    width: int = Field(default=1280, ge=64, le=7680, description="Requested frame width (pixels).")
+    height: int = Field(default=720, ge=64, le=4320, description="Requested frame height (pixels).")
+    fps: float = Field(default=30.0, gt=0, le=120, description="Requested frame rate (frames per second).")
+    fourcc: str = Field(
+        default="MJPG",
+        pattern=r"^[A-Z0-9]{4}$",
+        description="Pixel format; MJPG lets USB 2 cameras deliver 720p/1080p at full rate.",
+    )
+    read_timeout_seconds: int = Field(
+        default=2, ge=1, le=30, description="A read that waits longer than this fails (whole seconds)."
+    )
+
+
+class CsiCameraConfig(_CameraCommon):
+    """A MIPI CSI camera on a Jetson through GStreamer's nvarguscamerasrc."""
+
+    source: Literal["csi"]
+    sensor_id: int = Field(default=0, ge=0, le=7, description="nvarguscamerasrc sensor-id (index).")
+    width: int = Field(default=1920, ge=64, le=7680, description="Capture width (pixels).")
+    height: int = Field(default=1080, ge=64, le=4320, description="Capture height (pixels).")
+    fps: int = Field(default=30, ge=1, le=120, description="Capture frame rate (frames per second).")
+    flip_method: int = Field(
+        default=0,
+        ge=0,
+        le=7,
+        description="nvvidconv flip-method: 0 none, 2 rotate 180, 4 mirror, see nvvidconv docs.",
+    )
+    probe_timeout_seconds: float = Field(
+        default=5.0,
+        gt=0,
+        le=60,
+        description="Limit for the gst-inspect-1.0 check run before opening (seconds).",
+    )
+    read_timeout_seconds: float = Field(
+        default=2.0, gt=0, le=30, description="A read that waits longer than this fails (seconds)."
+    )
+
+
+CameraConfig = Annotated[
+    DemoCameraConfig | DirectoryCameraConfig | VideoCameraConfig | V4l2CameraConfig | CsiCameraConfig,
+    Field(discriminator="source"),
+]
+_CAMERA_TAGS = frozenset({"demo", "directory", "video", "v4l2", "csi"})
+
+
+# --------------------------------------------------------------------------------------------------
+# The other sections
+
+
+def _default_store_path() -> Path:
+    # /dev/shm is a tmpfs every Linux user may write to, so the demo works unprivileged and still keeps
+    # ciphertext in RAM. The uid keeps two users of one laptop apart. The device config sets /run/... (a
+    # size-capped, noswap tmpfs made by provisioning).
+    return Path("/dev/shm") / f"headshot-kiosk-{os.getuid()}"  # noqa: S108 - private name, checked by the store
+
+
+def _default_audit_path() -> Path:
+    # Anonymous consent receipts must survive a reboot, so they live on disk (never in the RAM store).
+    return Path.home() / ".local" / "state" / "headshot-kiosk" / "audit"
+
+
+class StoreConfig(_Strict):
+    """The encrypted RAM store (a tmpfs holding ciphertext only)."""
+
+    path: Path = Field(default_factory=_default_store_path, description="Root directory of the RAM store.")
+    size_mib: int = Field(default=256, ge=16, le=16384, description="tmpfs size cap (MiB).")
+
+    @model_validator(mode="after")
+    def _absolute(self) -> StoreConfig:
+        if not self.path.is_absolute():
+            raise ValueError(f"store.path must be an absolute path; got {str(self.path)!r}")
+        return self
+
+
+class UiConfig(_Strict):
+    """The guest touch UI; served to the kiosk's own browser only."""
+
+    host: BindHost = Field(
+        default="127.0.0.1", description="Bind address; must be loopback (no TLS on this listener)."
+    )
+    port: Port = Field(default=8080, description="TCP port.")
+
+    @model_validator(mode="after")
+    def _loopback_only(self) -> UiConfig:
+        # The touch UI has no TLS and no login: it must not be reachable from the network (STYLE.md §8).
+        if not is_loopback(self.host):
+            raise ValueError(f"ui.host must be a loopback address such as 127.0.0.1; got {self.host!r}")
+        return self
+
+
+class DeliveryConfig(_Strict):
+    """The phone-facing listener that serves one-time download links."""
+
+    host: BindHost = Field(
+        default="127.0.0.1",
+        description="Bind address; 0.0.0.0 serves the kiosk's network and then requires TLS.",
+    )
+    port: Port = Field(default=8443, description="TCP port.")
+    public_host: Annotated[str, AfterValidator(_check_public_host)] = Field(
+        default="localhost", description="Host name phones use; written into the QR link."
+    )
+    window_minutes: int = Field(
+        default=10,
+        ge=1,
+        le=MAX_DELIVERY_WINDOW_MINUTES,
+        description="A delivery link works once within this many minutes (legal bound 60).",
+    )
+    tls_cert_path: Path | None = Field(default=None, description="PEM certificate chain file.")
+    tls_key_path: Path | None = Field(
+        default=None, description="PEM private key file (mode 0600; a path, never the key)."
+    )
+
+    @model_validator(mode="after")
+    def _tls_rules(self) -> DeliveryConfig:
+        problems = []
+        if (self.tls_cert_path is None) != (self.tls_key_path is None):
+            problems.append("delivery.tls_cert_path and delivery.tls_key_path must be set together")
+        elif not is_loopback(self.host) and self.tls_cert_path is None:
+            # Invariant 6: links are served over TLS on the network; plain HTTP only for a loopback demo.
+            problems.append(
+                f"delivery.host {self.host!r} is reachable from the network, so delivery.tls_cert_path and "
+                "delivery.tls_key_path are required"
+            )
+        if problems:
+            raise ValueError("\n".join(problems))
+        return self
+
+
+class SessionConfig(_Strict):
+    """Timing and limits of one guest session (consent to wipe)."""
+
+    consent_idle_timeout_seconds: float = Field(
+        default=60,
+        gt=0,
+        le=MAX_IDLE_TIMEOUT_SECONDS,
+        description="Inactivity on the consent screen before wipe (s).",
+    )
+    preview_idle_timeout_seconds: float = Field(
+        default=90,
+        gt=0,
+        le=MAX_IDLE_TIMEOUT_SECONDS,
+        description="Inactivity in the live preview before wipe (s).",
+    )
+    review_idle_timeout_seconds: float = Field(
+        default=120,
+        gt=0,
+        le=MAX_IDLE_TIMEOUT_SECONDS,
+        description="Inactivity on the review screen before wipe (s).",
+    )
+    delivery_idle_timeout_seconds: float = Field(
+        default=120,
+        gt=0,
+        le=MAX_IDLE_TIMEOUT_SECONDS,
+        description="Inactivity on the QR screen before wipe (s).",
+    )
+    idle_warning_seconds: float = Field(
+        default=15,
+        gt=0,
+        le=120,
+        description="The 'still there?' warning shows this long before an idle timeout (s).",
+    )
+    capture_timeout_seconds: float = Field(
+        default=20,
+        gt=0,
+        le=MAX_IDLE_TIMEOUT_SECONDS,
+        description="Countdown plus capture must finish within this, else the session fails and wipes (s).",
+    )
+    processing_timeout_seconds: float = Field(
+        default=60,
+        gt=0,
+        le=MAX_IDLE_TIMEOUT_SECONDS,
+        description="Rendering the headshots must finish within this, else the session fails and wipes (s).",
+    )
+    max_takes: int = Field(
+        default=3, ge=1, le=10, description="Captures per session, the first included (count)."
+    )
+    countdown_seconds: int = Field(
+        default=3, ge=0, le=10, description="Countdown shown before a capture (seconds)."
+    )
+    capture_burst_frames: int = Field(
+        default=5, ge=1, le=30, description="Frames grabbed per capture; the sharpest one is kept (count)."
+    )
+
+    @model_validator(mode="after")
+    def _timing_rules(self) -> SessionConfig:
+        problems = [
+            f"session.idle_warning_seconds ({self.idle_warning_seconds:g}) must be shorter than "
+            f"session.{name} ({value:g})"
+            for name, value in (
+                ("consent_idle_timeout_seconds", self.consent_idle_timeout_seconds),
+                ("preview_idle_timeout_seconds", self.preview_idle_timeout_seconds),
+                ("review_idle_timeout_seconds", self.review_idle_timeout_seconds),
+                ("delivery_idle_timeout_seconds", self.delivery_idle_timeout_seconds),
+            )
+            if self.idle_warning_seconds >= value
+        ]
+        if self.capture_timeout_seconds <= self.countdown_seconds:
+            problems.append(
+                f"session.capture_timeout_seconds ({self.capture_timeout_seconds:g}) must be longer than "
+                f"session.countdown_seconds ({self.countdown_seconds})"
+            )
+        if problems:
+            raise ValueError("\n".join(problems))
+        return self
+
+
+class StaffConfig(_Strict):
+    """The staff console (health, unstick, abort; never guest photos)."""
+
+    host: BindHost = Field(default="127.0.0.1", description="Bind address; non-loopback requires TLS paths.")
+    port: Port = Field(default=8090, description="TCP port.")
+    accounts_path: Path = Field(
+        default=Path("/etc/headshot-kiosk/staff-accounts.json"),
+        description="Staff accounts (argon2id hashes, TOTP secrets) written by provisioning, mode 0600.",
+    )
+    tls_cert_path: Path | None = Field(default=None, description="PEM certificate chain file.")
+    tls_key_path: Path | None = Field(
+        default=None, description="PEM private key file (mode 0600; a path, never the key)."
+    )
+
+    @model_validator(mode="after")
+    def _tls_rules(self) -> StaffConfig:
+        if (self.tls_cert_path is None) != (self.tls_key_path is None):
+            raise ValueError("staff.tls_cert_path and staff.tls_key_path must be set together")
+        if not is_loopback(self.host) and self.tls_cert_path is None:
+            # Staff passwords and TOTP codes must never cross the network in clear text.
+            raise ValueError(
+                f"staff.host {self.host!r} is reachable from the network, so staff.tls_cert_path and "
+                "staff.tls_key_path are required"
+            )
+        return self
+
+
+class AuditConfig(_Strict):
+    """Where anonymous consent receipts are kept (no image, no name: DESIGN.md §2 invariant 7)."""
+
+    path: Path = Field(
+        default_factory=_default_audit_path,
+        description="Directory of the consent-receipt audit log (on disk).",
+    )
+
+
+class EventConfig(_Strict):
+    """What this event offers the guest."""
+
+    name: Annotated[str, AfterValidator(_check_printable)] = Field(
+        default="Headshot kiosk", min_length=1, max_length=80, description="Shown on the attract screen."
+    )
+    backgrounds: Annotated[tuple[Background, ...], AfterValidator(_unique)] = Field(
+        default=("studio-grey", "white", "blur"),
+        min_length=1,
+        max_length=8,
+        description="Offered backgrounds: studio-grey, white, blur or '#RRGGBB'; first is the default.",
+    )
+    presets: Annotated[tuple[Preset, ...], AfterValidator(_unique)] = Field(
+        default=("square", "portrait", "badge"),
+        min_length=1,
+        description="Offered crop presets; first is the default.",
+    )
+    languages: Annotated[tuple[Language, ...], AfterValidator(_unique)] = Field(
+        default=("en",), min_length=1, description="Offered UI languages; first is the default."
+    )
+    policy_version: str = Field(
+        default="2025-01",
+        pattern=r"^[A-Za-z0-9][A-Za-z0-9._-]{0,31}$",
+        description="Version of the privacy notice the guest consents to; recorded on each receipt.",
+    )
+
+
+# --------------------------------------------------------------------------------------------------
+# The whole file
+
+
+def _default_engine() -> EngineConfig:
+    # EngineConfig declares its defaults positionally, which type checkers don't read as defaults.
+    return EngineConfig.model_validate({})
+
+
+class KioskConfig(_Strict):
+    """The whole ``kiosk.toml``; ``KioskConfig()`` is a working laptop demo (demo camera, store in /dev/shm).
+
+    Cross-section rules run only once every section is valid on its own.
+    """
+
+    camera: CameraConfig = Field(default_factory=DemoCameraConfig, description="Which camera source to use.")
+    store: StoreConfig = Field(default_factory=StoreConfig)
+    ui: UiConfig = Field(default_factory=UiConfig)
+    delivery: DeliveryConfig = Field(default_factory=DeliveryConfig)
+    session: SessionConfig = Field(default_factory=SessionConfig)
+    engine: EngineConfig = Field(default_factory=_default_engine)
+    staff: StaffConfig = Field(default_factory=StaffConfig)
+    audit: AuditConfig = Field(default_factory=AuditConfig)
+    event: EventConfig = Field(default_factory=EventConfig)
+
+    @model_validator(mode="after")
+    def _cross_section_rules(self) -> KioskConfig:
+        problems = []
+        listeners = {
+            "ui.port": self.ui.port,
+            "delivery.port": self.delivery.port,
+            "staff.port": self.staff.port,
+        }
+        seen: dict[int, str] = {}
+        for name, port in listeners.items():
+            if port in seen:
+                problems.append(f"{seen[port]} and {name} must differ (both are {port})")
+            else:
+                seen[port] = name
+        # The RAM store is swept at start-up and the audit log must survive: neither may contain the other.
+        store, audit = self.store.path, self.audit.path
+        if store == audit or store in audit.parents or audit in store.parents:
+            problems.append(f"store.path and audit.path must not overlap ({str(store)!r}, {str(audit)!r})")
+        if problems:
+            raise ValueError("\n".join(problems))
+        return self
+
+
+# --------------------------------------------------------------------------------------------------
+# Loading
+
+
+def _dotted(loc: tuple[int | str, ...]) -> str:
+    parts = list(loc)
+    # Pydantic reports fields of a discriminated union under the tag (camera.v4l2.width); the TOML key the
+    # operator wrote is camera.width, so drop the tag.
+    if len(parts) >= 2 and parts[0] == "camera" and parts[1] in _CAMERA_TAGS:
+        del parts[1]
+    return ".".join(str(part) for part in parts)
+
+
+def _problems(error: ValidationError) -> list[str]:
+    problems: list[str] = []
+    for item in error.errors(include_url=False, include_input=False):
+        message = str(item["msg"])
+        if item["type"] == "value_error":
+            # Our validators already name the keys; drop pydantic's "Value error, " prefix.
+            message = message.removeprefix("Value error, ")
+        path = _dotted(tuple(item["loc"]))
+        for line in message.splitlines():
+            # Cross-field messages already start with the dotted keys they name; don't repeat the section.
+            named = not path or line.startswith(f"{path}.")
+            problems.append(line if named else f"{path}: {line}")
+    return problems
+
+
+def parse_config(data: dict[str, Any], *, source: str = "<dict>") -> KioskConfig:
+    """Validate an already-parsed TOML table; raise ``ConfigError`` listing every problem."""
+    try:
+        return KioskConfig.model_validate(data)
+    except ValidationError as exc:
+        raise ConfigError(source, _problems(exc)) from None
+
+
+def load_config(path: Path | None) -> KioskConfig:
+    """Read and validate ``path``; ``None`` gives the defaults (a working laptop demo).
+
+    Raises ``ConfigError`` for an unreadable file, a TOML syntax error (its message carries line and
+    column) or invalid values; the error lists every problem by dotted key path.
+    """
+    if path is None:
+        return KioskConfig()
+    source = str(path)
+    try:
+        with path.open("rb") as handle:
+            raw = handle.read(_MAX_CONFIG_BYTES + 1)
+    except OSError as exc:
+        raise ConfigError(source, [f"cannot read the file: {exc.strerror or type(exc).__name__}"]) from None
+    if len(raw) > _MAX_CONFIG_BYTES:
+        raise ConfigError(source, [f"file is larger than {_MAX_CONFIG_BYTES} bytes; is it the right file?"])
+    try:
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise ConfigError(source, [f"not UTF-8 text (byte {exc.start})"]) from None
+    try:
+        data = tomllib.loads(text)
+    except tomllib.TOMLDecodeError as exc:
+        # The message ends with "(at line L, column C)".
+        raise ConfigError(source, [f"TOML syntax error: {exc}"]) from None
+    return parse_config(data, source=source)
+
+
+def summarize(config: KioskConfig) -> str:
+    """One line for logs and ``check-config``: no secrets, no file paths of images."""
+    camera = config.camera
+    if isinstance(camera, (DemoCameraConfig, V4l2CameraConfig, CsiCameraConfig)):
+        camera_text = f"{camera.source} {camera.width}x{camera.height}@{camera.fps:g}fps"
+    else:
+        camera_text = camera.source
+    delivery = config.delivery
+    tls = "on" if delivery.tls_cert_path is not None else "off"
+    return (
+        f"camera={camera_text}, store={config.store.path} ({config.store.size_mib} MiB), "
+        f"ui={config.ui.host}:{config.ui.port}, "
+        f"delivery={delivery.host}:{delivery.port} tls={tls} public_host={delivery.public_host} "
+        f"window={delivery.window_minutes}min, staff={config.staff.host}:{config.staff.port}, "
+        f"engine={config.engine.backend}, languages={','.join(config.event.languages)}, "
+        f"policy={config.event.policy_version}"
+    )
+
+
+_USAGE = "usage: python -m appliance check-config [PATH]   (no PATH: check the built-in defaults)"
+
+
+def check_config_main(argv: Sequence[str]) -> int:
+    """``python -m appliance check-config [PATH]``: 0 and a summary if valid, 2 and every problem if not.
+
+    ``argv`` is the arguments after ``check-config``. Prints to stdout on success and stderr on failure;
+    never calls ``sys.exit`` so the caller decides what the process does.
+    """
+    args = list(argv)
+    if args in (["-h"], ["--help"]):
+        print(_USAGE)
+        return 0
+    if len(args) > 1 or (args and args[0].startswith("-")):
+        print(_USAGE, file=sys.stderr)
+        return 2
+    path = Path(args[0]) if args else None
+    try:
+        config = load_config(path)
+    except ConfigError as exc:
+        print(exc, file=sys.stderr)
+        return 2
+    print(f"config OK: {summarize(config)}")
+    return 0

@@ -1,0 +1,119 @@
+"""MIPI CSI cameras on a Jetson through GStreamer's nvarguscamerasrc and OpenCV."""
+
+from __future__ import annotations
+
+import logging
+import re
+import shutil
+import subprocess
+import time
+
+import cv2
+
+from appliance.camera import CameraError, Clock, ManagedFrameSource, RgbImage, bgr_to_rgb
+from appliance.config import CsiCameraConfig
+
+__all__ = ["CsiFrameSource", "csi_pipeline", "opencv_has_gstreamer", "require_gstreamer_element"]
+
+logger = logging.getLogger(__name__)
+
+_CSI_ELEMENT = "nvarguscamerasrc"
+
+
+def csi_pipeline(cfg: CsiCameraConfig) -> str:
+    """The GStreamer pipeline for ``cfg``: NVMM capture, hardware flip/convert, BGR into an appsink.
+
+    ``drop=true max-buffers=1`` keeps only the newest frame, so a slow consumer sees a live picture, not
+    a growing backlog.
+    """
+    return (
+        f"{_CSI_ELEMENT} sensor-id={cfg.sensor_id} ! "
+        f"video/x-raw(memory:NVMM),width={cfg.width},height={cfg.height},framerate={cfg.fps}/1 ! "
+        f"nvvidconv flip-method={cfg.flip_method} ! video/x-raw,format=BGRx ! "
+        "videoconvert ! video/x-raw,format=BGR ! appsink drop=true max-buffers=1"
+    )
+
+
+def require_gstreamer_element(element: str, *, timeout_seconds: float) -> None:
+    """Raise ``CameraError`` unless ``gst-inspect-1.0 --exists element`` succeeds within the timeout.
+
+    Run before handing a pipeline to OpenCV because a pipeline naming a missing element can hang
+    ``cv2.VideoCapture`` forever (DESIGN.md §4).
+    """
+    inspect = shutil.which("gst-inspect-1.0")
+    if inspect is None:
+        raise CameraError(
+            "gst-inspect-1.0 is not installed, so GStreamer is missing: the CSI camera needs JetPack's "
+            'GStreamer with nvarguscamerasrc (on a laptop use camera.source = "demo")'
+        )
+    try:
+        result = subprocess.run(
+            [inspect, "--exists", element],
+            capture_output=True,
+            timeout=timeout_seconds,
+            check=False,
+        )
+    except subprocess.TimeoutExpired:
+        raise CameraError(
+            f"gst-inspect-1.0 did not answer within {timeout_seconds:g}s (camera.probe_timeout_seconds); "
+            "the GStreamer registry may be rebuilding or broken"
+        ) from None
+    except OSError as exc:
+        raise CameraError(f"gst-inspect-1.0 cannot run ({type(exc).__name__})") from None
+    if result.returncode != 0:
+        raise CameraError(
+            f"GStreamer element {element} is not available: the CSI camera needs a Jetson with JetPack's "
+            "nvarguscamerasrc (install nvidia-l4t-gstreamer), or choose another camera.source"
+        )
+
+
+def opencv_has_gstreamer() -> bool:
+    """True if the imported cv2 was built with GStreamer (PyPI wheels are not; JetPack's cv2 is)."""
+    match = re.search(r"^\s*GStreamer:\s*(\w+)", cv2.getBuildInformation(), flags=re.MULTILINE)
+    return match is not None and match.group(1).upper() == "YES"
+
+
+class CsiFrameSource(ManagedFrameSource):
+    """A CSI sensor through ``csi_pipeline(cfg)``; frames are RGB ``(height, width, 3)``.
+
+    ``open()`` first checks that nvarguscamerasrc exists and that cv2 has GStreamer, raising a clear
+    ``CameraError`` otherwise, instead of risking a hang. The camera paces itself.
+    """
+
+    def __init__(self, cfg: CsiCameraConfig, *, clock: Clock = time.monotonic) -> None:
+        super().__init__(fps=None, clock=clock)
+        self._cfg = cfg
+        self._capture: cv2.VideoCapture | None = None
+
+    def _acquire(self) -> None:
+        cfg = self._cfg
+        require_gstreamer_element(_CSI_ELEMENT, timeout_seconds=cfg.probe_timeout_seconds)
+        if not opencv_has_gstreamer():
+            raise CameraError(
+                "this OpenCV was built without GStreamer (PyPI wheels are): on the Jetson run in a venv made "
+                "with --system-site-packages so JetPack's cv2 is used"
+            )
+        capture = cv2.VideoCapture(csi_pipeline(cfg), cv2.CAP_GSTREAMER)
+        if not capture.isOpened():
+            capture.release()
+            raise CameraError(
+                f"cannot start the CSI camera on sensor-id {cfg.sensor_id}: is the ribbon cable seated and "
+                "nvargus-daemon running?"
+            )
+        # Honoured by OpenCV's GStreamer backend (GStreamer >= 1.10); a failed set only means no limit.
+        if not capture.set(cv2.CAP_PROP_READ_TIMEOUT_MSEC, cfg.read_timeout_seconds * 1000):
+            logger.warning("this OpenCV cannot limit CSI read time; a stalled sensor may block reads")
+        self._capture = capture
+
+    def _release(self) -> None:
+        if self._capture is not None:
+            self._capture.release()
+            self._capture = None
+
+    def _grab(self) -> RgbImage:
+        if self._capture is None:
+            raise CameraError("CSI source is not open")
+        ok, frame = self._capture.read()
+        if not ok or frame is None:
+            raise CameraError(f"CSI camera on sensor-id {self._cfg.sensor_id} gave no frame")
+        return bgr_to_rgb(frame)
