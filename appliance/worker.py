@@ -1,0 +1,352 @@
+"""The session worker: one short-lived process per visit that holds the camera, the engine and the key.
+
+DESIGN.md §3: a Python process cannot reliably erase memory, so everything made of a guest's pixels lives
+in this process, and WIPE ends it — the kernel then reclaims its memory. The main process relays preview
+frames and review images but keeps none.
+
+Life of a worker::
+
+    spawned (warm spare) -> loads the engine, camera closed -> "ready"
+    begin(session id)    -> creates the session vault (fresh key in locked, undumpable memory)
+    open_camera          -> only after consent
+    preview / capture / render / image / inventory / delete
+    wipe                 -> vault wiped (files unlinked, key destroyed), camera closed, process exits
+
+Protocol: ``multiprocessing.connection`` messages over a socketpair inherited at exec. Requests are
+``(op, args)`` tuples; replies are ``("ok", value)`` or ``("error", code, message)``. Both ends are ours
+(the socket is never reachable from outside), which is why pickle framing is acceptable here.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+import socket
+import sys
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from multiprocessing.connection import Connection
+from typing import Any
+
+import cv2
+import numpy as np
+import numpy.typing as npt
+
+from appliance.camera import CameraError, ReconnectingFrameSource, make_frame_source
+from appliance.config import KioskConfig
+from appliance.hardening import harden_process, zero_array
+from appliance.logsafe import configure_logging
+from appliance.store import SessionVault, StoreError
+from engine.compose import background_image, parse_background
+from engine.errors import EngineError, NoFace
+from engine.imageio import encode_jpeg
+from engine.pipeline import Cutout, HeadshotEngine
+from engine.preview import PreviewAnalyzer, replace_background
+
+logger = logging.getLogger(__name__)
+
+RgbImage = npt.NDArray[np.uint8]
+PREVIEW_JPEG_QUALITY = 80
+CAPTURE_KIND = "capture"
+HEADSHOT_KIND = "headshot"
+
+
+class WorkerError(Exception):
+    """A request the worker could not serve; ``code`` is stable for the UI."""
+
+    def __init__(self, code: str, message: str) -> None:
+        super().__init__(message)
+        self.code = code
+
+
+@dataclass
+class _Take:
+    capture_id: str  # object id of the encrypted capture in the vault
+    shape: tuple[int, int, int]
+    face: Any
+
+
+def _sharpness(rgb: RgbImage, box: tuple[float, float, float, float]) -> float:
+    """Variance of the Laplacian on the face box: higher = sharper (a blink or motion blur scores low)."""
+    h, w = rgb.shape[:2]
+    x0, y0, x1, y1 = (int(max(0, v)) for v in box)
+    roi = rgb[y0 : min(h, y1), x0 : min(w, x1)]
+    if roi.size == 0:
+        return 0.0
+    grey = cv2.cvtColor(roi, cv2.COLOR_RGB2GRAY)
+    return float(cv2.Laplacian(grey, cv2.CV_32F).var())
+
+
+class SessionWorker:
+    """Serves one session. Owns the engine, the camera and the vault; ``shutdown()`` releases all three."""
+
+    def __init__(self, cfg: KioskConfig, store_dir: str, *, clock: Callable[[], float] = time.time) -> None:
+        self.cfg = cfg
+        self.store_dir = store_dir
+        self.clock = clock
+        self.engine = HeadshotEngine(cfg.engine)
+        self.preview = PreviewAnalyzer(cfg.engine)
+        self.camera: ReconnectingFrameSource | None = None
+        self.vault: SessionVault | None = None
+        self.takes: dict[str, _Take] = {}
+        self._cutouts: dict[tuple[str, str], Cutout] = {}
+        self._backdrops: dict[tuple[str, int, int], RgbImage] = {}
+        self.retention_seconds = cfg.delivery.window_minutes * 60 + 3600
+
+    # -- requests -------------------------------------------------------------------------------------------
+
+    def begin(self, session_id: str, capacity_bytes: int | None) -> dict[str, Any]:
+        if self.vault is not None:
+            raise WorkerError("busy", "this worker already serves a session")
+        from pathlib import Path  # noqa: PLC0415 - keep the module header about the protocol
+
+        self.vault = SessionVault.create(Path(self.store_dir), session_id, capacity_bytes=capacity_bytes)
+        return {"key_memory": self.vault.key.mechanism.value}
+
+    def open_camera(self) -> dict[str, Any]:
+        self._need_vault()
+        if self.camera is None:
+            self.camera = make_frame_source(self.cfg.camera)
+        if not self.camera.is_open:
+            self.camera.open()
+        return {"camera": self.camera.state}
+
+    def frame(self, background: str | None, mirror: bool) -> dict[str, Any]:
+        """One live-preview frame as JPEG plus guidance. With ``background`` the person is shown over it
+        (fast selfie segmentation; the final render uses MODNet)."""
+        cam = self._need_camera()
+        capture = cam.read()
+        rgb = capture.image
+        analysis = self.preview.analyze(rgb, with_mask=background is not None)
+        shown = rgb
+        if background is not None and analysis.mask is not None:
+            h, w = rgb.shape[:2]
+            shown = replace_background(rgb, analysis.mask, self._backdrop(background, w, h))
+        if mirror:
+            shown = np.ascontiguousarray(shown[:, ::-1])
+        jpeg = encode_jpeg(shown, quality_percent=PREVIEW_JPEG_QUALITY)
+        face = None
+        if analysis.face is not None:
+            x0, y0, x1, y1 = analysis.face.bbox
+            w = rgb.shape[1]
+            if mirror:
+                x0, x1 = w - x1, w - x0
+            face = [x0 / w, y0 / rgb.shape[0], x1 / w, y1 / rgb.shape[0]]
+        zero_array(rgb)
+        return {
+            "jpeg": jpeg,
+            "hints": list(analysis.hints),
+            "face": face,
+            "size": [rgb.shape[1], rgb.shape[0]],
+        }
+
+    def _backdrop(self, background: str, w: int, h: int) -> RgbImage:
+        key = (background, w, h)
+        if key not in self._backdrops:
+            bg = parse_background(background)
+            if bg.kind == "blur":
+                # Live "blur" preview: the real blur needs the MODNet plate; a soft grey is honest enough.
+                bg = parse_background("#808080")
+            self._backdrops[key] = np.ascontiguousarray(background_image(bg, w, h, None))
+        return self._backdrops[key]
+
+    def capture(self, burst: int) -> dict[str, Any]:
+        """Take a short burst, keep the sharpest frame with a face, store it encrypted. Nothing is kept
+        when no frame has a face."""
+        vault = self._need_vault()
+        cam = self._need_camera()
+        best: tuple[float, RgbImage, Any] | None = None
+        for _ in range(max(1, burst)):
+            rgb = cam.read().image
+            try:
+                face, _notes = self.engine.find_face(rgb)
+            except NoFace:
+                zero_array(rgb)
+                continue
+            score = _sharpness(rgb, face.bbox) * face.score
+            if best is None or score > best[0]:
+                if best is not None:
+                    zero_array(best[1])
+                best = (score, rgb, face)
+            else:
+                zero_array(rgb)
+        if best is None:
+            raise WorkerError("no_face", "we could not see a face; look at the camera and try again")
+        _, rgb, face = best
+        shape = (int(rgb.shape[0]), int(rgb.shape[1]), 3)
+        capture_id = vault.put(CAPTURE_KIND, rgb.tobytes(), expires_at=self.clock() + self.retention_seconds)
+        zero_array(rgb)
+        self.takes[capture_id] = _Take(capture_id, shape, face)
+        return {"take": capture_id, "warnings": []}
+
+    def _capture_pixels(self, take_id: str) -> tuple[RgbImage, _Take]:
+        vault = self._need_vault()
+        take = self.takes.get(take_id)
+        if take is None:
+            raise WorkerError("unknown_take", "that photo is not available")
+        raw = vault.get(take.capture_id)
+        rgb = np.frombuffer(raw, dtype=np.uint8).reshape(take.shape).copy()
+        return rgb, take
+
+    def render(self, take_id: str, background: str, preset: str) -> dict[str, Any]:
+        """Render one headshot and store it encrypted. The cutout (framing + matte) is cached per take and
+        preset in this process, so flipping backgrounds costs a composite, not a model run."""
+        vault = self._need_vault()
+        key = (take_id, preset)
+        t0 = time.perf_counter()
+        cut = self._cutouts.get(key)
+        if cut is None:
+            rgb, take = self._capture_pixels(take_id)
+            try:
+                cut = self.engine.cutout(rgb, take.face, preset)
+            finally:
+                zero_array(rgb)
+            self._cutouts[key] = cut
+        pixels = self.engine.compose(cut, background)
+        jpeg = self.engine.encode(pixels)
+        zero_array(pixels)
+        render_id = vault.put(HEADSHOT_KIND, jpeg, expires_at=self.clock() + self.retention_seconds)
+        return {
+            "render": render_id,
+            "bytes": len(jpeg),
+            "ms": (time.perf_counter() - t0) * 1000,
+            "warnings": list(cut.warnings),
+        }
+
+    def image(self, object_id: str) -> bytes:
+        vault = self._need_vault()
+        return vault.get(object_id)
+
+    def delete(self, object_id: str) -> bool:
+        vault = self._need_vault()
+        for key in [k for k in self._cutouts if k[0] == object_id]:
+            self._cutouts.pop(key).release()
+        self.takes.pop(object_id, None)
+        return vault.delete(object_id)
+
+    def inventory(self) -> list[dict[str, Any]]:
+        vault = self._need_vault()
+        return [
+            {"id": i.id, "kind": i.kind, "bytes": i.bytes, "created": i.created, "expires": i.expires}
+            for i in vault.inventory()
+        ]
+
+    def camera_state(self) -> dict[str, Any]:
+        if self.camera is None:
+            return {"state": "closed"}
+        stats = self.camera.stats()
+        return {
+            "state": self.camera.state if self.camera.is_open else "closed",
+            "reconnects": stats.reconnects,
+            "failures": stats.read_failures,
+        }
+
+    def shutdown(self) -> int:
+        """WIPE: close the camera, drop cached pixels, unlink every object and destroy the key."""
+        removed = 0
+        if self.camera is not None:
+            self.camera.close()
+        for cut in self._cutouts.values():
+            cut.release()
+        self._cutouts.clear()
+        self.takes.clear()
+        if self.vault is not None:
+            removed = self.vault.wipe()
+        self.preview.close()
+        self.engine.close()
+        return removed
+
+    # -- helpers --------------------------------------------------------------------------------------------
+
+    def _need_vault(self) -> SessionVault:
+        if self.vault is None:
+            raise WorkerError("no_session", "no session has begun in this worker")
+        return self.vault
+
+    def _need_camera(self) -> ReconnectingFrameSource:
+        self._need_vault()
+        if self.camera is None or not self.camera.is_open:
+            raise WorkerError("camera_closed", "the camera is not open")
+        return self.camera
+
+
+def serve(conn: Connection, worker: SessionWorker) -> int:
+    """Answer requests until ``wipe`` or until the main process goes away (then wipe anyway)."""
+    handlers: dict[str, Callable[..., Any]] = {
+        "begin": worker.begin,
+        "open_camera": worker.open_camera,
+        "frame": worker.frame,
+        "capture": worker.capture,
+        "render": worker.render,
+        "image": worker.image,
+        "delete": worker.delete,
+        "inventory": worker.inventory,
+        "camera_state": worker.camera_state,
+        "ping": lambda: {"pid": os.getpid()},
+    }
+    while True:
+        try:
+            op, args = conn.recv()
+        except (EOFError, OSError):
+            logger.warning("main process went away; wiping")
+            worker.shutdown()
+            return 1
+        if op == "wipe":
+            removed = worker.shutdown()
+            conn.send(("ok", {"removed": removed}))
+            return 0
+        handler = handlers.get(op)
+        try:
+            if handler is None:
+                raise WorkerError("bad_request", f"unknown operation {op!r}")
+            result = handler(**args)
+        except WorkerError as exc:
+            reply: tuple[Any, ...] = ("error", exc.code, str(exc))
+        except NoFace as exc:
+            reply = ("error", "no_face", str(exc))
+        except EngineError as exc:
+            reply = ("error", exc.code, str(exc))
+        except CameraError as exc:
+            logger.warning("camera error: %s", exc.__class__.__name__)
+            reply = ("error", "camera", "the camera is not responding")
+        except StoreError as exc:
+            logger.warning("store error: %s", exc.__class__.__name__)
+            reply = ("error", "store", "that photo is no longer available")
+        except (ValueError, KeyError) as exc:
+            reply = ("error", "bad_request", str(exc) if isinstance(exc, ValueError) else "bad request")
+        else:
+            reply = ("ok", result)
+        conn.send(reply)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point of the worker process (``python -m appliance.worker --fd N --store DIR [--config P]``)."""
+    # First thing, before any personal data exists in this process (exec reset what the parent set).
+    harden_process()
+    parser = argparse.ArgumentParser(prog="python -m appliance.worker")
+    parser.add_argument("--fd", type=int, required=True)
+    parser.add_argument("--store", required=True)
+    parser.add_argument("--log-level", default="INFO")
+    args = parser.parse_args(argv)
+    configure_logging(args.log_level)
+    sock = socket.socket(fileno=args.fd)
+    conn = Connection(sock.detach())
+    # The config arrives over the socket, already validated by the main process; validate again anyway so
+    # a worker never runs on something that is not a KioskConfig.
+    cfg = KioskConfig.model_validate(conn.recv())
+    try:
+        worker = SessionWorker(cfg, args.store)
+    except EngineError as exc:
+        conn.send(("error", exc.code, str(exc)))
+        return 2
+    conn.send(("ok", {"pid": os.getpid(), "backend": worker.engine.backend_name}))
+    try:
+        return serve(conn, worker)
+    finally:
+        conn.close()
+
+
+if __name__ == "__main__":
+    sys.exit(main())
