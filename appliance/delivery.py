@@ -141,8 +141,8 @@ class DeliveryStore:
         """Delete expired and abandoned blobs; returns how many were removed."""
         removed = 0
         now = self.clock()
-        with self._lock:
-            for entry in os.scandir(self.directory):
+        with self._lock, os.scandir(self.directory) as entries:
+            for entry in entries:
                 path = Path(entry.path)
                 expired = True
                 if not entry.name.startswith("."):
@@ -160,4 +160,5 @@ class DeliveryStore:
 
     def pending(self) -> int:
         """How many deliveries are waiting to be collected (for the dashboard)."""
-        return sum(1 for e in os.scandir(self.directory) if not e.name.startswith("."))
+        with os.scandir(self.directory) as entries:
+            return sum(1 for e in entries if not e.name.startswith("."))

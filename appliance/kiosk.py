@@ -158,6 +158,7 @@ class Kiosk:
         self._spare_ready = threading.Event()
         self._spare_error: str | None = None
         self._spawning = False
+        self._spawner: threading.Thread | None = None
         self._paused = False
         self._last_receipt: Receipt | None = None
         self._last_error: str | None = None
@@ -192,7 +193,8 @@ class Kiosk:
             self._spawning = True
             self._spare_ready.clear()
             self._spare_error = None
-        threading.Thread(target=self._spawn_spare_blocking, name="spare-worker", daemon=True).start()
+        self._spawner = threading.Thread(target=self._spawn_spare_blocking, name="spare-worker", daemon=True)
+        self._spawner.start()
 
     def _spawn_spare_blocking(self) -> None:
         worker: WorkerProcess | None = None
@@ -225,8 +227,11 @@ class Kiosk:
                 self._wipe(WipeReason.SHUTDOWN)
             self._closed = True
             spare, self._spare = self._spare, None
+            spawner = self._spawner
         if spare is not None:
             spare.kill()
+        if spawner is not None:
+            spawner.join(timeout=180)  # a spare still loading is killed by its thread once it is ready
         self.store.close()
 
     # -- guest operations -----------------------------------------------------------------------------------

@@ -238,7 +238,9 @@ def _remove_tree_contents(directory: Path, *, keep: frozenset[str] = frozenset()
     """Delete everything inside ``directory`` except top-level names in ``keep``, never following symlinks.
     Returns the number of non-directory entries removed."""
     removed = 0
-    for entry in os.scandir(directory):
+    with os.scandir(directory) as it:
+        entries = list(it)  # close the directory handle before deleting (and on any error)
+    for entry in entries:
         if entry.name in keep:
             continue
         if entry.is_dir(follow_symlinks=False):
@@ -809,7 +811,8 @@ class SessionStore:
 
     def session_ids(self) -> list[str]:
         """Ids of sessions with a directory in the store (from any process)."""
-        return sorted(e.name for e in os.scandir(self.path) if e.is_dir(follow_symlinks=False))
+        with os.scandir(self.path) as it:
+            return sorted(e.name for e in it if e.is_dir(follow_symlinks=False))
 
     def wipe_session(self, session_id: str) -> int:
         """Remove a session's files and directory by id, without its key (the worker may be gone). If the
