@@ -39,6 +39,7 @@ lint: venv
 
 bench: venv models
 	$(PY) -m engine.bench --json
+	$(PY) -m appliance.bench --json
 
 # Reproduces the committed ONNX conversions of the MediaPipe models (needs tensorflow-cpu; not part of `make test`).
 convert-models:
