@@ -113,7 +113,7 @@ class SessionWorker:
             self.camera.open()
         return {"camera": self.camera.state}
 
-    def frame(self, background: str | None, mirror: bool) -> dict[str, Any]:
+    def frame(self, background: str | None, mirror: bool = False) -> dict[str, Any]:
         """One live-preview frame as JPEG plus guidance. With ``background`` the person is shown over it
         (fast selfie segmentation; the final render uses MODNet)."""
         cam = self._need_camera()
