@@ -154,17 +154,60 @@ class FaceDetector:
     def __init__(self, backend: InferenceBackend) -> None:
         self._backend = backend
         (self._input,) = backend.input_shapes
-        names = backend.output_names
-        # tf2onnx keeps MediaPipe's names ("regressors", "classificators"); fall back to shapes otherwise.
-        self._outputs = names
 
     def detect(self, rgb: RgbImage) -> list[Face]:
-        """All faces above the score threshold, best first."""
+        """All faces above the score threshold, best first (coordinates in ``rgb`` pixels).
+
+        The short-range model wants a face to fill a good part of its 128×128 input. A guest a metre or
+        two from a landscape kiosk camera is small in the whole frame, so when the full view finds no
+        face we look again in centred square windows (where a guest stands), each mapped back."""
+        h, w = rgb.shape[:2]
+        for side_frac, centre_y in ((None, 0.0), (1.0, 0.5), (0.6, 0.45), (0.4, 0.4)):
+            if side_frac is None:
+                region, ox, oy = rgb, 0, 0
+            else:
+                side = int(min(h, w) * side_frac)
+                if side < 64 or (side_frac == 1.0 and h == w):
+                    continue
+                ox = (w - side) // 2
+                oy = int(np.clip(h * centre_y - side / 2, 0, h - side))
+                region = rgb[oy : oy + side, ox : ox + side]
+            faces = self._detect_region(region)
+            if faces:
+                return [self._refine(rgb, _shift(f, ox, oy)) for f in faces]
+        return []
+
+    def _refine(self, rgb: RgbImage, face: Face) -> Face:
+        """Look again at a small face through a window around it: box and keypoints from a 128-pixel view
+        in which the face is a dozen pixels tall are too coarse to frame a headshot consistently."""
+        h, w = rgb.shape[:2]
+        if face.height >= 0.3 * max(h, w) or face.height <= 0:
+            return face
+        side = int(min(max(3.5 * face.height, 64), h, w))
+        cx, cy = (face.bbox[0] + face.bbox[2]) / 2, (face.bbox[1] + face.bbox[3]) / 2
+        ox = int(np.clip(cx - side / 2, 0, w - side))
+        oy = int(np.clip(cy - side / 2, 0, h - side))
+        closer = self._detect_region(rgb[oy : oy + side, ox : ox + side])
+        if not closer:
+            return face
+        return _shift(closer[0], ox, oy)
+
+    def _detect_region(self, rgb: RgbImage) -> list[Face]:
         tensor, box = letterbox(rgb)
         out = self._backend.infer({self._input: tensor})
         reg, cls = _split_outputs(out)
-        faces = decode_detections(reg, cls, box)
-        return sorted(faces, key=lambda f: -f.score)
+        return sorted(decode_detections(reg, cls, box), key=lambda f: -f.score)
+
+
+def _shift(face: Face, dx: float, dy: float) -> Face:
+    if not dx and not dy:
+        return face
+    x0, y0, x1, y1 = face.bbox
+    return Face(
+        bbox=(x0 + dx, y0 + dy, x1 + dx, y1 + dy),
+        keypoints={k: (x + dx, y + dy) for k, (x, y) in face.keypoints.items()},
+        score=face.score,
+    )
 
 
 def _split_outputs(out: dict[str, FloatArray]) -> tuple[FloatArray, FloatArray]:
