@@ -8,7 +8,7 @@ EXTRAS ?= dev
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed-$(shell cat pyproject.toml | sha256sum | cut -c1-12)
 
-.PHONY: venv models run test test-device lint bench convert-models clean
+.PHONY: venv models system-deps run test test-device lint bench convert-models provision doctor clean
 
 venv: $(STAMP)
 $(STAMP): pyproject.toml
@@ -25,7 +25,21 @@ models: venv
 run: venv models
 	$(PY) -m appliance run
 
-test: venv models
+# Debian packages the tests drive for real: headless Chromium + ChromeDriver (browser e2e) and
+# systemd-analyze (unit exposure gate). Installed only when missing, and only as root; without them
+# those tests skip with a reason.
+system-deps:
+	@missing=""; \
+	command -v chromium >/dev/null || missing="$$missing chromium"; \
+	command -v chromedriver >/dev/null || missing="$$missing chromium-driver"; \
+	command -v systemd-analyze >/dev/null || missing="$$missing systemd=$$(dpkg-query -W -f='$${Version}' libsystemd0 2>/dev/null)"; \
+	missing=$$(echo "$$missing" | sed 's/systemd= *$$/systemd/'); \
+	if [ -z "$$missing" ]; then exit 0; fi; \
+	if [ "$$(id -u)" != 0 ]; then echo "not root: tests needing$$missing will be skipped"; exit 0; fi; \
+	echo "installing:$$missing"; \
+	apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends $$missing
+
+test: venv models system-deps
 	$(PY) -m pytest
 
 # Jetson only: TensorRT plan build, ORT-vs-TRT parity, CSI camera.
@@ -44,6 +58,13 @@ bench: venv models
 # Reproduces the committed ONNX conversions of the MediaPipe models (needs tensorflow-cpu; not part of `make test`).
 convert-models:
 	$(PYTHON) tools/convert_mediapipe_models.py
+
+# On the device (root): render and install units, tmpfs, sysctl/journald/coredump policy; audit posture.
+provision: venv
+	$(PY) -m provisioning apply
+
+doctor: venv
+	$(PY) -m provisioning doctor
 
 clean:
 	rm -rf $(VENV) build .pytest_cache .mypy_cache .ruff_cache

@@ -1,0 +1,557 @@
+"""``plan`` and ``apply``: the device's desired state, the difference from what is there, and making it so.
+
+The desired state is a list of files, directories and symlinks (units are *enabled* by their
+``*.wants/`` symlinks, swap units are *masked* by symlinks to /dev/null, exactly what ``systemctl
+enable/mask`` would create). Shell steps are handlers triggered by changes (``systemctl daemon-reload``
+only when a unit changed, ``sysctl --system`` only when the sysctl file did), run through one
+:class:`~provisioning.runner.Runner` in a fixed order. So a second ``apply`` finds nothing to do, writes
+nothing (mtimes stay) and runs nothing.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import io
+import os
+import stat
+import tempfile
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path, PurePosixPath
+from typing import TextIO
+
+from appliance.config import KioskConfig, check_config_main, load_config
+from provisioning import ProvisioningError
+from provisioning.configfile import (
+    AUDIT_DIR,
+    CONFIG_DIR,
+    CONFIG_PATH,
+    PLANS_DIR,
+    STAFF_DIR,
+    STATE_DIR,
+    TLS_CERT,
+    TLS_DIR,
+    TLS_KEY,
+    device_config,
+    render_config_toml,
+)
+from provisioning.render import (
+    BROWSER_UNIT,
+    KIOSK_UNIT,
+    render_browser_pam,
+    render_browser_unit,
+    render_chromium_policy,
+    render_coredump_conf,
+    render_journald_conf,
+    render_kiosk_unit,
+    render_sysctl,
+    render_sysusers,
+    render_zram_generator,
+    unit_path,
+)
+from provisioning.runner import Runner
+from provisioning.target import (
+    BROWSER_USER,
+    SERVICE_GROUP,
+    SERVICE_USER,
+    Target,
+    fstab_source_path,
+    host_path,
+    is_live_root,
+    lookup_id,
+    systemd_escape_path,
+)
+
+__all__ = [
+    "Change",
+    "DirSpec",
+    "FileSpec",
+    "LinkSpec",
+    "Outcome",
+    "apply",
+    "chown_commands",
+    "desired_state",
+    "diff",
+    "plan",
+    "resolve_config",
+    "write_file_atomic",
+    "write_specs",
+]
+
+SYSUSERS_PATH = PurePosixPath("/etc/sysusers.d/headshot-kiosk.conf")
+SYSCTL_PATH = PurePosixPath("/etc/sysctl.d/60-headshot-kiosk.conf")
+COREDUMP_PATH = PurePosixPath("/etc/systemd/coredump.conf.d/60-headshot-kiosk.conf")
+JOURNALD_PATH = PurePosixPath("/etc/systemd/journald.conf.d/60-headshot-kiosk.conf")
+ZRAM_PATH = PurePosixPath("/etc/systemd/zram-generator.conf")
+PAM_PATH = PurePosixPath(f"/etc/pam.d/{BROWSER_USER}")
+CHROMIUM_POLICY_PATH = PurePosixPath("/etc/chromium/policies/managed/headshot-kiosk.json")
+# Masked on the "off" policy: swap.target pulls in every fstab swap unit; nvzramconfig.service is how L4T
+# turns on zram swap outside swap.target.
+_SWAP_MASKS_OFF = ("swap.target", "nvzramconfig.service")
+
+# Handlers, in the order they run. Each is triggered by changes to the specs that name it.
+_SYSUSERS = "sysusers"
+_DAEMON_RELOAD = "daemon-reload"
+_SYSCTL = "sysctl"
+_JOURNALD = "journald"
+_SWAPOFF = "swapoff"
+_ZRAM = "zram"
+_RESTART_KIOSK = "restart-kiosk"
+_RESTART_BROWSER = "restart-browser"
+_HANDLER_ORDER = (
+    _SYSUSERS,
+    _DAEMON_RELOAD,
+    _SYSCTL,
+    _JOURNALD,
+    _SWAPOFF,
+    _ZRAM,
+    _RESTART_KIOSK,
+    _RESTART_BROWSER,
+)
+
+
+@dataclass(frozen=True)
+class FileSpec:
+    """A regular file: exact bytes, mode and owner. ``triggers`` name handlers to run when it changes."""
+
+    path: PurePosixPath
+    content: bytes
+    mode: int = 0o644
+    owner: str = "root"
+    group: str = "root"
+    triggers: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
+class DirSpec:
+    """A directory with mode and owner (contents are not managed)."""
+
+    path: PurePosixPath
+    mode: int
+    owner: str = "root"
+    group: str = "root"
+
+
+@dataclass(frozen=True)
+class LinkSpec:
+    """A symlink ``path -> target`` (both as on the device)."""
+
+    path: PurePosixPath
+    target: str
+    triggers: tuple[str, ...] = ()
+
+
+Spec = FileSpec | DirSpec | LinkSpec
+
+
+@dataclass(frozen=True)
+class Change:
+    """One difference between the device and the desired state. ``action`` is one of ``create``,
+    ``update``, ``mode``, ``owner``, ``mkdir``, ``link``."""
+
+    action: str
+    spec: Spec
+    detail: str = ""
+
+    def describe(self) -> str:
+        """One line for the plan."""
+        text = f"  {self.action:<7} {self.spec.path}"
+        return f"{text} ({self.detail})" if self.detail else text
+
+
+@dataclass
+class Outcome:
+    """What ``plan``/``apply`` found (and did). ``commands`` are the handler commands, in order."""
+
+    changes: list[Change] = field(default_factory=list)
+    commands: list[tuple[str, ...]] = field(default_factory=list)
+    config_origin: str = ""
+    notes: list[str] = field(default_factory=list)
+
+    @property
+    def changed(self) -> bool:
+        """True when anything differed (files) or had to run (commands)."""
+        return bool(self.changes or self.commands)
+
+
+# ------------------------------------------------------------------------------------------ desired state
+
+
+def _tls_host(target: Target) -> str | None:
+    """The first DNS name of an installed TLS certificate, if ``provisioning tls`` installed one."""
+    cert, key = host_path(target.root, TLS_CERT), host_path(target.root, TLS_KEY)
+    if not (cert.is_file() and key.is_file()):
+        return None
+    from provisioning.tls import certificate_hosts  # noqa: PLC0415 - cryptography only when TLS exists
+
+    hosts = certificate_hosts(cert.read_bytes())
+    return hosts[0] if hosts else None
+
+
+def resolve_config(target: Target, config_path: Path | None) -> tuple[str, KioskConfig, str]:
+    """(TOML text to install, the validated config, where it came from).
+
+    ``--config PATH`` installs that file byte for byte. Without it, an existing device config is kept
+    (an operator's edits survive re-provisioning); on a fresh device the device defaults are rendered,
+    serving delivery over TLS when ``provisioning tls`` already installed a certificate.
+    Raises ConfigError (every problem listed) for an invalid file.
+    """
+    if config_path is not None:
+        config = load_config(config_path)
+        return config_path.read_text(encoding="utf-8"), config, f"from {config_path}"
+    installed = host_path(target.root, CONFIG_PATH)
+    if installed.is_file():
+        return installed.read_text(encoding="utf-8"), load_config(installed), "kept the installed file"
+    host = _tls_host(target)
+    config = device_config(target, public_host=host, tls=host is not None)
+    origin = "device defaults" + (f", delivery over TLS as {host}" if host else "")
+    return render_config_toml(config), config, origin
+
+
+def _swap_specs(target: Target) -> list[Spec]:
+    specs: list[Spec] = []
+    masks: list[str] = []
+    if target.swap_policy == "off":
+        masks.extend(_SWAP_MASKS_OFF)
+    else:
+        specs.append(FileSpec(ZRAM_PATH, render_zram_generator().encode(), triggers=(_DAEMON_RELOAD, _ZRAM)))
+    # Disk swap from fstab is masked under both policies: zram is the only swap a kiosk may have.
+    masks.extend(systemd_escape_path(fstab_source_path(src)) + ".swap" for src in target.fstab_swaps)
+    specs.extend(LinkSpec(unit_path(m), "/dev/null", triggers=(_DAEMON_RELOAD, _SWAPOFF)) for m in masks)
+    return specs
+
+
+def desired_state(config_text: str, config: KioskConfig, target: Target) -> list[Spec]:
+    """Everything ``apply`` installs, in the order it is written (users and config first)."""
+    hk = {"owner": SERVICE_USER, "group": SERVICE_GROUP}
+    kiosk_unit = unit_path(KIOSK_UNIT)
+    specs: list[Spec] = [
+        FileSpec(SYSUSERS_PATH, render_sysusers().encode(), triggers=(_SYSUSERS,)),
+        DirSpec(CONFIG_DIR, 0o750, group=SERVICE_GROUP),
+        DirSpec(TLS_DIR, 0o750, group=SERVICE_GROUP),
+        # Readable by the service, writable by root only: the service cannot change its own config.
+        FileSpec(CONFIG_PATH, config_text.encode(), 0o640, group=SERVICE_GROUP, triggers=(_RESTART_KIOSK,)),
+        # Created owned by the service user, so StateDirectory= has no recursive chown to do at start.
+        DirSpec(STATE_DIR, 0o700, **hk),
+        # Plans are built by root (build-engines) and only read by the service.
+        DirSpec(PLANS_DIR, 0o755),
+        DirSpec(STAFF_DIR, 0o700, **hk),
+        DirSpec(AUDIT_DIR, 0o700, **hk),
+    ]
+    for extra in sorted(
+        {PurePosixPath(str(config.audit.path)), PurePosixPath(str(config.staff.accounts_path.parent))}
+    ):
+        if extra not in (AUDIT_DIR, STAFF_DIR):
+            specs.append(DirSpec(extra, 0o700, **hk))
+    specs += [
+        FileSpec(
+            kiosk_unit, render_kiosk_unit(config, target).encode(), triggers=(_DAEMON_RELOAD, _RESTART_KIOSK)
+        ),
+        FileSpec(SYSCTL_PATH, render_sysctl().encode(), triggers=(_SYSCTL,)),
+        FileSpec(COREDUMP_PATH, render_coredump_conf().encode()),  # read by each systemd-coredump run
+        FileSpec(JOURNALD_PATH, render_journald_conf().encode(), triggers=(_JOURNALD,)),
+        *_swap_specs(target),
+        LinkSpec(
+            PurePosixPath("/etc/systemd/system/multi-user.target.wants") / KIOSK_UNIT,
+            str(kiosk_unit),
+            triggers=(_DAEMON_RELOAD,),
+        ),
+    ]
+    if target.browser:
+        browser_unit = unit_path(BROWSER_UNIT)
+        specs += [
+            FileSpec(
+                browser_unit,
+                render_browser_unit(config, target).encode(),
+                triggers=(_DAEMON_RELOAD, _RESTART_BROWSER),
+            ),
+            FileSpec(PAM_PATH, render_browser_pam().encode()),
+            FileSpec(
+                CHROMIUM_POLICY_PATH, render_chromium_policy(config).encode(), triggers=(_RESTART_BROWSER,)
+            ),
+            LinkSpec(
+                PurePosixPath("/etc/systemd/system/graphical.target.wants") / BROWSER_UNIT,
+                str(browser_unit),
+                triggers=(_DAEMON_RELOAD,),
+            ),
+        ]
+    return specs
+
+
+# ------------------------------------------------------------------------------------------------ diff
+
+
+def _ids(root: Path, owner: str, group: str) -> tuple[int | None, int | None]:
+    uid = 0 if owner == "root" else lookup_id(root, "passwd", owner)
+    gid = 0 if group == "root" else lookup_id(root, "group", group)
+    return uid, gid
+
+
+def _owner_differs(root: Path, spec: FileSpec | DirSpec, st: os.stat_result) -> bool:
+    uid, gid = _ids(root, spec.owner, spec.group)
+    return (uid is not None and st.st_uid != uid) or (gid is not None and st.st_gid != gid)
+
+
+def diff(root: Path, specs: Iterable[Spec], *, compare_owner: bool) -> list[Change]:
+    """What differs under ``root``. Owners are compared only when ``compare_owner`` (on the device):
+    in a staging tree the ``chown`` steps are recorded, not run, so owners there say nothing."""
+    changes: list[Change] = []
+    for spec in specs:
+        path = host_path(root, spec.path)
+        if isinstance(spec, LinkSpec):
+            try:
+                current = os.readlink(path)
+            except FileNotFoundError:
+                changes.append(Change("link", spec, f"-> {spec.target}"))
+                continue
+            except OSError:  # exists but is not a symlink
+                current = None
+            if current != spec.target:
+                changes.append(Change("link", spec, f"-> {spec.target}, was {current or 'a file'}"))
+            continue
+        try:
+            st = os.lstat(path)
+        except FileNotFoundError:
+            action = "mkdir" if isinstance(spec, DirSpec) else "create"
+            changes.append(Change(action, spec, f"{spec.mode:04o} {spec.owner}:{spec.group}"))
+            continue
+        if isinstance(spec, FileSpec):
+            if not stat.S_ISREG(st.st_mode) or path.read_bytes() != spec.content:
+                changes.append(Change("update", spec, "content differs"))
+                continue
+        elif not stat.S_ISDIR(st.st_mode):
+            raise ProvisioningError(f"{path} should be a directory but is not; move it away and re-run")
+        if stat.S_IMODE(st.st_mode) != spec.mode:
+            changes.append(Change("mode", spec, f"{stat.S_IMODE(st.st_mode):04o} -> {spec.mode:04o}"))
+        if compare_owner and _owner_differs(root, spec, st):
+            changes.append(Change("owner", spec, f"-> {spec.owner}:{spec.group}"))
+    return changes
+
+
+# ------------------------------------------------------------------------------------------ writing
+
+
+def write_file_atomic(path: Path, content: bytes, mode: int) -> None:
+    """Atomically replace ``path``: the mode is set before the bytes are visible under the name."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
+    try:
+        os.fchmod(fd, mode)
+        with os.fdopen(fd, "wb") as fh:
+            fh.write(content)
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        with contextlib.suppress(OSError):
+            os.unlink(tmp)
+        raise
+
+
+def _write_link(path: Path, target: str) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.tmp-link")
+    with contextlib.suppress(FileNotFoundError):
+        os.unlink(tmp)
+    os.symlink(target, tmp)
+    os.replace(tmp, path)
+
+
+def _make(root: Path, change: Change) -> None:
+    spec = change.spec
+    path = host_path(root, spec.path)
+    if isinstance(spec, LinkSpec):
+        _write_link(path, spec.target)
+    elif isinstance(spec, DirSpec):
+        if change.action == "mkdir":
+            path.mkdir(parents=True, exist_ok=True)
+        os.chmod(path, spec.mode)  # mkdir's mode would be filtered by the umask
+    elif change.action in ("create", "update"):
+        write_file_atomic(path, spec.content, spec.mode)
+    elif change.action == "mode":
+        os.chmod(path, spec.mode)
+
+
+def write_specs(root: Path, specs: Sequence[Spec], *, compare_owner: bool, out: TextIO) -> list[Change]:
+    """Make ``specs`` true under ``root`` (writing only what differs); returns the changes made."""
+    changes = diff(root, specs, compare_owner=compare_owner)
+    for change in changes:
+        print(change.describe(), file=out)
+        _make(root, change)
+    return changes
+
+
+def chown_commands(root: Path, changes: Iterable[Change]) -> list[tuple[str, ...]]:
+    """``chown`` commands for changed items that are not owned by root:root (or whose owner differed)."""
+    return [
+        ("chown", f"{c.spec.owner}:{c.spec.group}", str(host_path(root, c.spec.path)))
+        for c in changes
+        if not isinstance(c.spec, LinkSpec) and _needs_chown(c)
+    ]
+
+
+def _needs_chown(change: Change) -> bool:
+    spec = change.spec
+    if isinstance(spec, LinkSpec) or change.action == "mode":
+        return False
+    return (spec.owner, spec.group) != ("root", "root") or change.action == "owner"
+
+
+# --------------------------------------------------------------------------------------------- commands
+
+
+def _handler_commands(name: str, target: Target) -> list[tuple[str, ...]]:
+    if name == _SYSUSERS:
+        return [("systemd-sysusers", str(SYSUSERS_PATH))]
+    if name == _DAEMON_RELOAD:
+        return [("systemctl", "daemon-reload")]
+    if name == _SYSCTL:
+        return [("sysctl", "--system")]
+    if name == _JOURNALD:
+        return [("systemctl", "restart", "systemd-journald.service")]
+    if name == _SWAPOFF:
+        if target.swap_policy == "off":
+            return [("swapoff", "--all")]
+        return [("swapoff", fstab_source_path(src)) for src in target.fstab_swaps]
+    if name == _ZRAM:
+        return [("systemctl", "restart", "systemd-zram-setup@zram0.service")]
+    if name == _RESTART_KIOSK:
+        # try-restart: a running kiosk picks up the change (a restart ends every session in WIPE); a stopped
+        # one stays stopped until the operator starts it or the device reboots.
+        return [("systemctl", "try-restart", KIOSK_UNIT)]
+    if name == _RESTART_BROWSER:
+        return [("systemctl", "try-restart", BROWSER_UNIT)]
+    raise ProvisioningError(f"unknown handler {name!r}")
+
+
+def _live_triggers(target: Target) -> set[str]:
+    """Handlers the live system needs although no file changed (self-healing on the device only)."""
+    triggers: set[str] = set()
+    if lookup_id(target.root, "passwd", SERVICE_USER) is None:
+        triggers.add(_SYSUSERS)
+    if target.swap_policy == "off":
+        try:
+            active = Path("/proc/swaps").read_text(encoding="utf-8").splitlines()[1:]
+        except OSError:
+            active = []
+        if any(line.strip() for line in active):
+            triggers.add(_SWAPOFF)
+    return triggers
+
+
+def _commands_for(changes: Sequence[Change], target: Target, extra: set[str]) -> list[tuple[str, ...]]:
+    triggered = set(extra)
+    for change in changes:
+        spec = change.spec
+        if not isinstance(spec, DirSpec) and change.action not in ("mode", "owner"):
+            triggered.update(spec.triggers)
+    commands: list[tuple[str, ...]] = []
+    for name in _HANDLER_ORDER:
+        if name in triggered:
+            commands.extend(_handler_commands(name, target))
+    return commands
+
+
+# ------------------------------------------------------------------------------------------ plan / apply
+
+
+def plan(target: Target, config_path: Path | None) -> Outcome:
+    """What ``apply`` would change and run, without changing anything."""
+    text, config, origin = resolve_config(target, config_path)
+    specs = desired_state(text, config, target)
+    live = is_live_root(target.root)
+    changes = diff(target.root, specs, compare_owner=live)
+    extra = _live_triggers(target) if live else set()
+    return Outcome(changes=changes, commands=_ordered(changes, target, extra), config_origin=origin)
+
+
+def _ordered(changes: Sequence[Change], target: Target, extra: set[str]) -> list[tuple[str, ...]]:
+    """All commands in run order: user creation, ownership, then the other handlers."""
+    handlers = _commands_for(changes, target, extra)
+    first = [c for c in handlers if c[0] == "systemd-sysusers"]
+    rest = [c for c in handlers if c[0] != "systemd-sysusers"]
+    return first + chown_commands(target.root, changes) + rest
+
+
+def _validate_installed_config(root: Path) -> str:
+    # The same check `python -m appliance check-config` runs; its report goes to our output.
+    buffer_out, buffer_err = io.StringIO(), io.StringIO()
+    with contextlib.redirect_stdout(buffer_out), contextlib.redirect_stderr(buffer_err):
+        code = check_config_main([str(host_path(root, CONFIG_PATH))])
+    if code != 0:
+        raise ProvisioningError(
+            "the installed kiosk.toml does not pass check-config; units were not enabled:\n"
+            + buffer_err.getvalue().rstrip()
+        )
+    return buffer_out.getvalue().strip()
+
+
+def apply(target: Target, config_path: Path | None, runner: Runner, out: TextIO) -> Outcome:
+    """Make the device match the desired state; idempotent.
+
+    Order: the service account (systemd-sysusers, so tmpfs ``uid=`` can name its real number), the config
+    directory and file, ``check-config`` on the installed file (nothing is enabled if it fails), then
+    units, policy files, masks and enable links, then ``chown`` and the triggered handlers. Raises
+    ConfigError / ProvisioningError / CommandFailed with what to do.
+    """
+    text, config, origin = resolve_config(target, config_path)
+    live = runner.execute and is_live_root(target.root)
+    extra = _live_triggers(target) if live else set()
+
+    # Phase 1: the service account, so its uid/gid are known before the unit is rendered.
+    sysusers = FileSpec(SYSUSERS_PATH, render_sysusers().encode(), triggers=(_SYSUSERS,))
+    user_changes = diff(target.root, [sysusers], compare_owner=live)
+    done: list[Change] = []
+    for change in user_changes:
+        print(change.describe(), file=out)
+        _make(target.root, change)
+        done.append(change)
+    commands: list[tuple[str, ...]] = []
+    if user_changes or _SYSUSERS in extra:
+        for command in _handler_commands(_SYSUSERS, target):
+            runner.run(command)
+            commands.append(command)
+        extra.discard(_SYSUSERS)
+    uid = lookup_id(target.root, "passwd", SERVICE_USER)
+    gid = lookup_id(target.root, "group", SERVICE_GROUP)
+    notes: list[str] = []
+    if uid is not None and gid is not None:
+        target = target.with_ids(uid, gid)
+    elif live:
+        raise ProvisioningError(f"user {SERVICE_USER} still missing after systemd-sysusers; check its output")
+    else:
+        notes.append(
+            f"{SERVICE_USER} is not in {target.root}/etc/passwd: tmpfs uid/gid use the placeholder "
+            f"{target.service_uid}/{target.service_gid} (the device gets the real ids)"
+        )
+
+    # Phase 2: everything else.
+    specs = [s for s in desired_state(text, config, target) if s.path != SYSUSERS_PATH]
+    changes = diff(target.root, specs, compare_owner=live)
+    config_specs = [c for c in changes if c.spec.path in (CONFIG_DIR, TLS_DIR, CONFIG_PATH)]
+    for change in config_specs:
+        print(change.describe(), file=out)
+        _make(target.root, change)
+    checked = _validate_installed_config(target.root)
+    for change in changes:
+        if change in config_specs:
+            continue
+        print(change.describe(), file=out)
+        _make(target.root, change)
+    done.extend(changes)
+
+    for command in _ordered(done, target, extra):
+        if command[0] == "systemd-sysusers":
+            continue  # ran in phase 1
+        runner.run(command)
+        commands.append(command)
+    outcome = Outcome(changes=done, commands=commands, config_origin=origin, notes=notes)
+    outcome.notes.append(f"check-config: {checked}")
+    if any(isinstance(c.spec, LinkSpec) and c.spec.target == str(unit_path(KIOSK_UNIT)) for c in done):
+        outcome.notes.append(f"enabled {KIOSK_UNIT}: start it with `systemctl start {KIOSK_UNIT}` or reboot")
+    if not target.noswap:
+        outcome.notes.append(
+            f"kernel {target.kernel_release} has no tmpfs noswap (Linux >= 6.4): the RAM store relies on "
+            "MemorySwapMax=0 and the swap policy"
+        )
+    return outcome

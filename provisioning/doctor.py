@@ -1,0 +1,790 @@
+"""``doctor``: audit the device's privacy posture, one check per promise, each OK / WARN / FAIL / SKIP with a
+one-line fix. Exit status is non-zero when any check FAILs.
+
+Every file is read under a root (``/`` on the device; a fake tree in tests), so the same checks run on a
+staged image. Checks that need the live system (the running service, the clock, opening the camera) are
+SKIPped on another root. On a CPU-only CI machine the report is still meaningful: it says what is missing.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import datetime as dt
+import io
+import json
+import os
+import platform
+import re
+import stat
+import sys
+from collections.abc import Callable, Iterable
+from dataclasses import asdict, dataclass
+from enum import Enum
+from pathlib import Path
+
+from appliance.config import (
+    ConfigError,
+    CsiCameraConfig,
+    DemoCameraConfig,
+    KioskConfig,
+    V4l2CameraConfig,
+    check_config_main,
+    is_loopback,
+    load_config,
+)
+from appliance.hardening import dumpable_state
+from provisioning.configfile import CONFIG_PATH
+from provisioning.render import KIOSK_UNIT, unit_path
+from provisioning.runner import Runner
+from provisioning.target import (
+    host_path,
+    is_live_root,
+    kernel_supports_noswap,
+    kernel_version,
+    secretmem_default_on,
+)
+
+__all__ = ["EXPOSURE_LIMIT", "Check", "Status", "exit_code", "format_json", "format_text", "run_doctor"]
+
+EXPOSURE_LIMIT = 2.0
+"""``systemd-analyze security`` exposure at or below which the unit check is OK (P1-8 gate)."""
+_TLS_RENEW_DAYS = 14
+_REQUIRED_DIRECTIVES = {
+    "Type": "notify",
+    "MemorySwapMax": "0",
+    "LimitCORE": "0",
+    "UMask": "0077",
+    "NoNewPrivileges": "yes",
+    "CapabilityBoundingSet": "",
+    "ProtectSystem": "strict",
+    "ProtectHome": "yes",
+    "DevicePolicy": "closed",
+    "SystemCallArchitectures": "native",
+}
+
+
+class Status(str, Enum):
+    """Outcome of one check. SKIP: not applicable here (e.g. a live-only check on a staged root)."""
+
+    OK = "OK"
+    WARN = "WARN"
+    FAIL = "FAIL"
+    SKIP = "SKIP"
+
+
+@dataclass(frozen=True)
+class Check:
+    """One line of the report. ``fix`` is empty for OK and SKIP."""
+
+    name: str
+    status: Status
+    detail: str
+    fix: str = ""
+
+
+@dataclass(frozen=True)
+class _Context:
+    root: Path
+    live: bool
+    runner: Runner
+    kernel: str
+    config: KioskConfig | None
+    now: dt.datetime
+
+    def path(self, device_path: str | os.PathLike[str]) -> Path:
+        return host_path(self.root, str(device_path))
+
+    def read(self, device_path: str) -> str | None:
+        try:
+            return self.path(device_path).read_text(encoding="utf-8")
+        except (OSError, UnicodeDecodeError):
+            return None
+
+
+_APPLY = "run `python -m provisioning apply`"
+
+
+# ------------------------------------------------------------------------------------------- helpers
+
+
+def _ini_values(text: str, section: str) -> dict[str, list[str]]:
+    """``Key=Value`` assignments of one section of a systemd-style INI file (later ones append)."""
+    values: dict[str, list[str]] = {}
+    current = None
+    for raw in text.splitlines():
+        line = raw.strip()
+        if not line or line.startswith(("#", ";")):
+            continue
+        if line.startswith("[") and line.endswith("]"):
+            current = line[1:-1]
+            continue
+        if current == section and "=" in line:
+            key, _, value = line.partition("=")
+            values.setdefault(key.strip(), []).append(value.strip())
+    return values
+
+
+def _effective(ctx: _Context, name: str, section: str, key: str) -> str | None:
+    """The value systemd uses for ``key`` of ``/etc/systemd/<name>.conf`` after its drop-ins.
+
+    systemd reads the main file, then every ``<name>.conf.d/*.conf`` from /usr/lib, /run and /etc sorted by
+    file name (a name in /etc masks the same name in /run and /usr/lib); the last assignment wins.
+    """
+    value = None
+    main = ctx.read(f"/etc/systemd/{name}.conf")
+    if main is not None:
+        found = _ini_values(main, section).get(key)
+        value = found[-1] if found else value
+    dropins: dict[str, Path] = {}
+    for base in (
+        f"/usr/lib/systemd/{name}.conf.d",
+        f"/run/systemd/{name}.conf.d",
+        f"/etc/systemd/{name}.conf.d",
+    ):
+        directory = ctx.path(base)
+        if directory.is_dir():
+            for file in directory.glob("*.conf"):
+                dropins[file.name] = file  # later bases win for the same name
+    for file_name in sorted(dropins):
+        try:
+            found = _ini_values(dropins[file_name].read_text(encoding="utf-8"), section).get(key)
+        except OSError:
+            continue
+        if found:
+            value = found[-1]
+    return value
+
+
+def _unit_values(ctx: _Context) -> dict[str, list[str]] | None:
+    text = ctx.read(str(unit_path(KIOSK_UNIT)))
+    return None if text is None else _ini_values(text, "Service")
+
+
+# --------------------------------------------------------------------------------------------- checks
+
+
+def _check_versions(ctx: _Context) -> Check:
+    py = sys.version_info
+    parts = [f"Python {py.major}.{py.minor}.{py.micro}", f"kernel {ctx.kernel}"]
+    tegra = ctx.read("/etc/nv_tegra_release")
+    if tegra:
+        match = re.search(r"R(\d+) \(release\), REVISION: ([\d.]+)", tegra)
+        if match:
+            parts.append(f"L4T {match.group(1)}.{match.group(2)}")
+    else:
+        parts.append("not a Jetson (no /etc/nv_tegra_release)")
+    if py < (3, 10):
+        return Check("versions", Status.FAIL, ", ".join(parts), "use Python >= 3.10 (JetPack 6 or newer)")
+    return Check("versions", Status.OK, ", ".join(parts))
+
+
+def _check_swap(ctx: _Context) -> Check:
+    text = ctx.read("/proc/swaps")
+    if text is None:
+        return Check("swap", Status.WARN, "cannot read /proc/swaps", "check swap with `swapon --show`")
+    devices = [line.split()[0] for line in text.splitlines()[1:] if line.strip()]
+    if not devices:
+        return Check("swap", Status.OK, "no swap active")
+    bad = []
+    for device in devices:
+        match = re.fullmatch(r"/dev/(zram\d+)", device)
+        if match is None:
+            bad.append(f"{device} (disk)")
+            continue
+        backing = ctx.read(f"/sys/block/{match.group(1)}/backing_dev")
+        if backing is not None and backing.strip() not in ("none", ""):
+            bad.append(f"{device} (zram with backing device {backing.strip()})")
+    if bad:
+        return Check(
+            "swap",
+            Status.FAIL,
+            "swap can reach disk: " + ", ".join(bad),
+            f"`swapoff --all`, then {_APPLY} (masks swap units)",
+        )
+    return Check("swap", Status.OK, f"zram only, no backing device: {', '.join(devices)}")
+
+
+def _check_store(ctx: _Context) -> Check:
+    if ctx.config is None:
+        return Check("ram-store", Status.SKIP, "no valid config")
+    store = str(ctx.config.store.path)
+    unit = _unit_values(ctx)
+    if unit is None:
+        return Check("ram-store", Status.FAIL, f"{KIOSK_UNIT} is not installed", _APPLY)
+    entries = [e for e in unit.get("TemporaryFileSystem", []) if e.split(":", 1)[0] == store]
+    if not entries:
+        return Check("ram-store", Status.FAIL, f"the unit mounts no tmpfs at {store}", _APPLY)
+    has_noswap = "noswap" in entries[-1].split(":", 1)[-1].split(",")
+    detail = f"tmpfs at {store}"
+    if ctx.live:
+        mounted = _service_store_mount(ctx, store)
+        if mounted:
+            detail += f" ({mounted})"
+    if kernel_supports_noswap(ctx.kernel):
+        if not has_noswap:
+            return Check("ram-store", Status.WARN, detail + " without noswap", _APPLY)
+        return Check("ram-store", Status.OK, detail + " with noswap")
+    return Check(
+        "ram-store",
+        Status.WARN,
+        detail + f"; kernel {ctx.kernel} has no tmpfs noswap (Linux >= 6.4)",
+        "keep swap off (swap check) or move to JetPack 7 (kernel 6.8)",
+    )
+
+
+def _main_pid(ctx: _Context) -> int | None:
+    result = ctx.runner.query(["systemctl", "show", "--property=MainPID", "--value", KIOSK_UNIT])
+    text = result.stdout.strip()
+    if result.returncode != 0 or not text.isdigit() or text == "0":
+        return None
+    return int(text)
+
+
+def _service_store_mount(ctx: _Context, store: str) -> str | None:
+    pid = _main_pid(ctx)
+    if pid is None:
+        return None
+    try:
+        lines = Path(f"/proc/{pid}/mountinfo").read_text(encoding="utf-8").splitlines()
+    except OSError:
+        return None
+    for line in lines:
+        left, _, right = line.partition(" - ")
+        fields = left.split()
+        if len(fields) > 4 and fields[4] == store:
+            return "mounted in the running service: " + " ".join(right.split()[:1] + right.split()[2:3])
+    return "not mounted in the running service"
+
+
+def _check_secretmem(ctx: _Context) -> Check:
+    major_minor = kernel_version(ctx.kernel)
+    if ctx.live:
+        from appliance.secretmem import memfd_secret_unavailable_reason  # noqa: PLC0415 - probes the kernel
+
+        reason = memfd_secret_unavailable_reason()
+        if reason is None:
+            return Check("memfd-secret", Status.OK, "memfd_secret available for session keys")
+    else:
+        reason = None
+        cmdline = ctx.read("/proc/cmdline") or ""
+        if major_minor < (5, 14):
+            reason = "kernel older than 5.14"
+        elif not secretmem_default_on(ctx.kernel) and "secretmem.enable=1" not in cmdline.split():
+            reason = "not enabled on the kernel command line"
+        if reason is None:
+            return Check("memfd-secret", Status.OK, f"kernel {ctx.kernel} provides memfd_secret")
+    if (5, 14) <= major_minor < (6, 5):
+        return Check(
+            "memfd-secret",
+            Status.WARN,
+            f"secretmem.enable=1 needed on kernel {ctx.kernel}; session keys fall back to mlock ({reason})",
+            "add secretmem.enable=1 to APPEND in /boot/extlinux/extlinux.conf and reboot",
+        )
+    return Check(
+        "memfd-secret",
+        Status.WARN,
+        f"memfd_secret unavailable ({reason}); session keys use mlock + MADV_DONTDUMP",
+        "use a kernel >= 6.5 (JetPack 7) for memfd_secret",
+    )
+
+
+def _check_core_pattern(ctx: _Context) -> Check:
+    pattern = ctx.read("/proc/sys/kernel/core_pattern")
+    persistent = ctx.path("/etc/sysctl.d/60-headshot-kiosk.conf").is_file()
+    if pattern is None:
+        return Check(
+            "core-pattern",
+            Status.WARN,
+            "cannot read kernel.core_pattern",
+            "check `sysctl kernel.core_pattern`",
+        )
+    pattern = pattern.strip()
+    note = "" if persistent else " (not persistent: no sysctl drop-in)"
+    if pattern == "|/bin/false":
+        status = Status.OK if persistent else Status.WARN
+        return Check(
+            "core-pattern", status, f"core dumps discarded (|/bin/false){note}", "" if persistent else _APPLY
+        )
+    if pattern.startswith("|") and "systemd-coredump" in pattern:
+        storage = (_effective(ctx, "coredump", "Coredump", "Storage") or "external").lower()
+        if storage == "none":
+            return Check("core-pattern", Status.WARN, f"systemd-coredump with Storage=none{note}", _APPLY)
+        return Check(
+            "core-pattern", Status.FAIL, f"systemd-coredump stores dumps (Storage={storage})", _APPLY
+        )
+    if pattern.startswith("|"):
+        handler = pattern[1:].split()[0]
+        return Check(
+            "core-pattern", Status.FAIL, f"core dumps piped to {handler} (e.g. apport keeps them)", _APPLY
+        )
+    return Check(
+        "core-pattern",
+        Status.WARN,
+        f"core files written as {pattern!r} for dumpable processes (the kiosk's are not)",
+        _APPLY,
+    )
+
+
+def _check_coredump_storage(ctx: _Context) -> Check:
+    storage = (_effective(ctx, "coredump", "Coredump", "Storage") or "external").lower()
+    size = _effective(ctx, "coredump", "Coredump", "ProcessSizeMax")
+    if storage == "none":
+        return Check(
+            "coredump-storage",
+            Status.OK,
+            f"systemd-coredump Storage=none, ProcessSizeMax={size or 'default'}",
+        )
+    return Check("coredump-storage", Status.WARN, f"systemd-coredump Storage={storage}", _APPLY)
+
+
+def _check_journald(ctx: _Context) -> Check:
+    storage = (_effective(ctx, "journald", "Journal", "Storage") or "auto").lower()
+    persistent_dir = ctx.path("/var/log/journal")
+    old = list(persistent_dir.rglob("*.journal*")) if persistent_dir.is_dir() else []
+    forward = (_effective(ctx, "journald", "Journal", "ForwardToSyslog") or "").lower()
+    syslog = ctx.path("/etc/rsyslog.conf").is_file() and forward not in ("no", "false", "0")
+    if storage == "persistent" or (storage == "auto" and persistent_dir.is_dir()):
+        return Check("journald", Status.FAIL, f"journal written to disk (Storage={storage})", _APPLY)
+    if storage != "volatile":
+        return Check(
+            "journald", Status.WARN, f"Storage={storage}: RAM only while /var/log/journal is absent", _APPLY
+        )
+    if old:
+        return Check(
+            "journald",
+            Status.WARN,
+            f"Storage=volatile, but {len(old)} old journal files remain in /var/log/journal",
+            "remove them: `rm -r /var/log/journal` (older logs, not the kiosk's)",
+        )
+    if syslog:
+        return Check(
+            "journald", Status.WARN, "Storage=volatile, but messages are forwarded to rsyslog (disk)", _APPLY
+        )
+    return Check("journald", Status.OK, "Storage=volatile (logs in RAM only)")
+
+
+def _check_unit(ctx: _Context) -> Check:
+    unit = _unit_values(ctx)
+    if unit is None:
+        return Check("unit-hardening", Status.FAIL, f"{KIOSK_UNIT} is not installed", _APPLY)
+    missing = [
+        f"{key}={want}" for key, want in _REQUIRED_DIRECTIVES.items() if unit.get(key, [None])[-1] != want
+    ]
+    if not any("memfd_secret" in v for v in unit.get("SystemCallFilter", [])):
+        missing.append("SystemCallFilter=... memfd_secret")
+    private_tmp = "/tmp"  # noqa: S108 - the unit's own tmpfs, not the shared /tmp
+    if not any(e.split(":", 1)[0] == private_tmp for e in unit.get("TemporaryFileSystem", [])):
+        missing.append("TemporaryFileSystem=/tmp")
+    if unit.get("PrivateTmp", ["no"])[-1] in ("yes", "true", "1"):
+        missing.append("PrivateTmp=no (disk-backed /tmp on systemd <= 255)")
+    if missing:
+        return Check("unit-hardening", Status.FAIL, "missing: " + ", ".join(missing), _APPLY)
+    return Check("unit-hardening", Status.OK, f"{len(_REQUIRED_DIRECTIVES) + 2} required directives present")
+
+
+def _check_exposure(ctx: _Context) -> Check:
+    unit = ctx.path(str(unit_path(KIOSK_UNIT)))
+    if not unit.is_file():
+        return Check("unit-exposure", Status.SKIP, f"{KIOSK_UNIT} is not installed")
+    result = ctx.runner.query(["systemd-analyze", "security", "--offline=true", "--no-pager", str(unit)])
+    if result.returncode == 127:
+        return Check("unit-exposure", Status.SKIP, "systemd-analyze is not installed")
+    score = parse_exposure(result.stdout + result.stderr)
+    if score is None:
+        return Check(
+            "unit-exposure",
+            Status.WARN,
+            "systemd-analyze gave no score",
+            "run `systemd-analyze security` by hand",
+        )
+    if score <= EXPOSURE_LIMIT:
+        return Check("unit-exposure", Status.OK, f"exposure {score:.1f} (limit {EXPOSURE_LIMIT})")
+    return Check("unit-exposure", Status.FAIL, f"exposure {score:.1f} > {EXPOSURE_LIMIT}", _APPLY)
+
+
+def parse_exposure(text: str) -> float | None:
+    """The overall score from ``systemd-analyze security`` output (``Overall exposure level ...: 1.4 OK``)."""
+    match = re.search(r"Overall exposure level for \S+: (\d+(?:\.\d+)?)", text)
+    return float(match.group(1)) if match else None
+
+
+def _check_config(ctx: _Context) -> Check:
+    path = ctx.path(str(CONFIG_PATH))
+    if not path.is_file():
+        return Check("config", Status.FAIL, f"{CONFIG_PATH} is missing", _APPLY)
+    out, err = io.StringIO(), io.StringIO()
+    with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
+        code = check_config_main([str(path)])
+    if code != 0:
+        problems = [line.strip() for line in err.getvalue().splitlines()[1:] if line.strip()]
+        return Check(
+            "config",
+            Status.FAIL,
+            "check-config: " + "; ".join(problems[:3]) + (" ..." if len(problems) > 3 else ""),
+            f"fix {CONFIG_PATH} (python -m appliance check-config {CONFIG_PATH})",
+        )
+    mode = stat.S_IMODE(path.stat().st_mode)
+    if mode & 0o007:
+        return Check("config", Status.WARN, f"valid, but mode {mode:04o} lets every user read it", _APPLY)
+    return Check("config", Status.OK, "valid (check-config)")
+
+
+def _check_tls(ctx: _Context) -> Check:
+    if ctx.config is None:
+        return Check("tls", Status.SKIP, "no valid config")
+    delivery = ctx.config.delivery
+    if delivery.tls_cert_path is None or delivery.tls_key_path is None:
+        status = Status.WARN if is_loopback(delivery.host) else Status.FAIL
+        return Check(
+            "tls",
+            status,
+            "no TLS certificate: phones cannot download (delivery listens on loopback only)",
+            "python -m provisioning tls --import CERT KEY (or --self-signed HOST), then update kiosk.toml",
+        )
+    from provisioning.tls import TlsError, inspect_certificate, key_matches  # noqa: PLC0415 - cryptography
+
+    cert_path, key_path = ctx.path(str(delivery.tls_cert_path)), ctx.path(str(delivery.tls_key_path))
+    try:
+        chain = cert_path.read_bytes()
+        key = key_path.read_bytes()
+        info = inspect_certificate(chain, now=ctx.now)
+    except (OSError, TlsError) as exc:
+        return Check(
+            "tls", Status.FAIL, f"cannot use the certificate or key: {exc}", "python -m provisioning tls ..."
+        )
+    fix_tls = "python -m provisioning tls --import CERT KEY"
+    if stat.S_IMODE(key_path.stat().st_mode) & 0o077:
+        return Check(
+            "tls",
+            Status.FAIL,
+            f"{delivery.tls_key_path} is readable by others",
+            f"chmod 0600 {delivery.tls_key_path}",
+        )
+    if not key_matches(chain, key):
+        return Check("tls", Status.FAIL, "the key does not belong to the certificate", fix_tls)
+    if delivery.public_host not in info.hosts:
+        return Check(
+            "tls",
+            Status.FAIL,
+            f"certificate names {', '.join(info.hosts)}, not {delivery.public_host}",
+            fix_tls,
+        )
+    validity = f"valid until {info.not_after:%Y-%m-%d}, {info.days_left} days left"
+    if ctx.now > info.not_after:
+        return Check("tls", Status.FAIL, f"certificate expired on {info.not_after:%Y-%m-%d}", fix_tls)
+    if ctx.now < info.not_before:
+        return Check(
+            "tls", Status.FAIL, f"certificate not valid before {info.not_before:%Y-%m-%d}", "check the clock"
+        )
+    if info.days_left < _TLS_RENEW_DAYS:
+        return Check("tls", Status.WARN, validity, "renew the certificate: " + fix_tls)
+    if info.local_ca:
+        return Check(
+            "tls", Status.WARN, f"local CA ({validity}): phones will show a certificate warning", fix_tls
+        )
+    return Check("tls", Status.OK, f"{delivery.public_host}, {validity}")
+
+
+def _check_engine(ctx: _Context) -> Check:
+    if ctx.config is None:
+        return Check("tensorrt", Status.SKIP, "no valid config")
+    engine = ctx.config.engine
+    if engine.backend == "onnxruntime":
+        return Check("tensorrt", Status.OK, "CPU backend configured (ONNX Runtime)")
+    from engine.runtime import tensorrt_available  # noqa: PLC0415
+
+    if not tensorrt_available():
+        if engine.backend == "tensorrt":
+            return Check(
+                "tensorrt",
+                Status.FAIL,
+                "backend = tensorrt, but TensorRT is not installed",
+                "use the JetPack venv (--system-site-packages) or backend = onnxruntime",
+            )
+        return Check(
+            "tensorrt",
+            Status.WARN,
+            "TensorRT not installed: CPU fallback (ONNX Runtime)",
+            "on a Jetson, use a --system-site-packages venv and run build-engines",
+        )
+    return _check_plans(ctx)
+
+
+def _check_plans(ctx: _Context) -> Check:
+    assert ctx.config is not None
+    from engine.errors import EngineError  # noqa: PLC0415
+    from engine.models import ALL_MODELS  # noqa: PLC0415
+    from engine.plans import (  # noqa: PLC0415
+        REBUILD_COMMAND,
+        check_sidecar,
+        gpu_identity,
+        plan_path_for,
+        read_sidecar,
+        sha256_file,
+    )
+
+    try:
+        import tensorrt as trt  # noqa: PLC0415
+
+        gpu_name, capability = gpu_identity()
+    except (ImportError, EngineError) as exc:
+        return Check(
+            "tensorrt", Status.FAIL, f"TensorRT installed but unusable: {exc}", "check JetPack / CUDA"
+        )
+    engine = ctx.config.engine
+    problems = []
+    for spec in ALL_MODELS:
+        plan = ctx.path(str(plan_path_for(engine.plans_dir, spec.name)))
+        onnx = ctx.path(str(engine.models_dir / spec.filename))
+        try:
+            check_sidecar(
+                read_sidecar(plan),
+                tensorrt_version=str(trt.__version__),
+                gpu_name=gpu_name,
+                compute_capability=capability,
+                onnx_sha256=sha256_file(onnx),
+            )
+        except EngineError as exc:
+            problems.append(f"{spec.name}: {exc}")
+    status = Status.FAIL if engine.backend == "tensorrt" else Status.WARN
+    if problems:
+        return Check("tensorrt", status, "; ".join(problems), REBUILD_COMMAND)
+    return Check(
+        "tensorrt", Status.OK, f"{len(ALL_MODELS)} plans match TensorRT {trt.__version__} on {gpu_name}"
+    )
+
+
+def _check_camera(ctx: _Context) -> Check:
+    if ctx.config is None:
+        return Check("camera", Status.SKIP, "no valid config")
+    camera = ctx.config.camera
+    if isinstance(camera, DemoCameraConfig):
+        return Check(
+            "camera",
+            Status.WARN,
+            "demo camera configured (bundled portraits, no real camera)",
+            f'set [camera] source = "v4l2" or "csi" in {CONFIG_PATH}',
+        )
+    if isinstance(camera, V4l2CameraConfig):
+        node = ctx.path(camera.device)
+        if not node.exists():
+            return Check(
+                "camera",
+                Status.FAIL,
+                f"{camera.device} not present",
+                "plug the camera in (or fix [camera] device)",
+            )
+        if not ctx.live:
+            return Check("camera", Status.OK, f"{camera.device} present (not opened: staged root)")
+        if not stat.S_ISCHR(node.stat().st_mode):
+            return Check(
+                "camera", Status.FAIL, f"{camera.device} is not a device node", "fix [camera] device"
+            )
+        try:
+            fd = os.open(node, os.O_RDWR | os.O_NONBLOCK | os.O_CLOEXEC)
+        except OSError as exc:
+            return Check(
+                "camera",
+                Status.FAIL,
+                f"{camera.device} cannot be opened: {exc.strerror}",
+                "check the cable and that the video group may open it",
+            )
+        os.close(fd)
+        return Check("camera", Status.OK, f"{camera.device} present and openable")
+    if isinstance(camera, CsiCameraConfig):
+        if not ctx.live:
+            return Check("camera", Status.SKIP, "CSI camera: probed on the live device only")
+        result = ctx.runner.query(
+            ["gst-inspect-1.0", "--exists", "nvarguscamerasrc"], timeout=camera.probe_timeout_seconds
+        )
+        if result.returncode != 0:
+            return Check(
+                "camera",
+                Status.FAIL,
+                "GStreamer element nvarguscamerasrc missing",
+                "install JetPack's GStreamer plugins (nvidia-l4t-gstreamer)",
+            )
+        return Check("camera", Status.OK, "nvarguscamerasrc available (CSI)")
+    path = ctx.path(str(camera.path))
+    if path.exists():
+        return Check(
+            "camera",
+            Status.WARN,
+            f"{camera.source} source configured (test input, not a camera)",
+            f"set a real camera in {CONFIG_PATH}",
+        )
+    return Check(
+        "camera",
+        Status.FAIL,
+        f"{camera.source} source {camera.path} not found",
+        f"fix [camera] path in {CONFIG_PATH}",
+    )
+
+
+def _check_clock(ctx: _Context) -> Check:
+    if not ctx.live:
+        return Check("clock", Status.SKIP, "checked on the live device only")
+    result = ctx.runner.query(["timedatectl", "show", "--property=NTPSynchronized", "--value"])
+    answer = result.stdout.strip()
+    if result.returncode == 0 and answer == "yes":
+        return Check("clock", Status.OK, "synchronised (NTP)")
+    reason = (result.stderr or answer).strip().splitlines() or ["no answer"]
+    detail = "not synchronised" if answer == "no" else f"unknown ({reason[0][:80]})"
+    return Check(
+        "clock",
+        Status.WARN,
+        f"clock {detail}: TOTP codes and TLS validity depend on it",
+        "enable time sync: `timedatectl set-ntp true`",
+    )
+
+
+def _check_ram(ctx: _Context) -> Check:
+    if ctx.config is None:
+        return Check("free-ram", Status.SKIP, "no valid config")
+    text = ctx.read("/proc/meminfo") or ""
+    match = re.search(r"^MemAvailable:\s+(\d+) kB", text, re.MULTILINE)
+    if match is None:
+        return Check("free-ram", Status.WARN, "cannot read MemAvailable", "check `free -m`")
+    available_mib = int(match.group(1)) // 1024
+    need = ctx.config.store.size_mib
+    detail = f"{available_mib} MiB available for a {need} MiB store"
+    if available_mib < need:
+        return Check("free-ram", Status.FAIL, detail, "lower [store] size_mib or free memory")
+    if available_mib < 2 * need:
+        return Check("free-ram", Status.WARN, detail + " (less than twice the cap)", "lower [store] size_mib")
+    return Check("free-ram", Status.OK, detail)
+
+
+def _descendants(pid: int) -> list[int]:
+    found = [pid]
+    for current in found:
+        for task in Path(f"/proc/{current}/task").glob("*/children"):
+            with contextlib.suppress(OSError):
+                found.extend(int(child) for child in task.read_text(encoding="utf-8").split())
+    return found
+
+
+def _check_dumpable(ctx: _Context) -> Check:
+    if not ctx.live:
+        return Check("service-dumpable", Status.SKIP, "checked on the live device only")
+    pid = _main_pid(ctx)
+    if pid is None:
+        return Check("service-dumpable", Status.SKIP, f"{KIOSK_UNIT} is not running")
+    dumpable, unknown = [], []
+    for process in _descendants(pid):
+        try:
+            state = dumpable_state(process)
+        except Exception:  # noqa: S112 - the process exited between listing and checking
+            continue
+        if state is None:
+            unknown.append(process)
+        elif state:
+            dumpable.append(process)
+    if dumpable:
+        return Check(
+            "service-dumpable",
+            Status.FAIL,
+            f"dumpable processes in the service: {dumpable}",
+            "every process must call appliance.hardening.harden_process(); report a bug",
+        )
+    if unknown:
+        return Check(
+            "service-dumpable",
+            Status.WARN,
+            f"cannot tell for root processes {unknown}",
+            "run the service as its own user",
+        )
+    return Check("service-dumpable", Status.OK, "every process of the service has dumpable=0")
+
+
+_CHECKS: tuple[Callable[[_Context], Check], ...] = (
+    _check_versions,
+    _check_config,
+    _check_swap,
+    _check_store,
+    _check_secretmem,
+    _check_core_pattern,
+    _check_coredump_storage,
+    _check_journald,
+    _check_unit,
+    _check_exposure,
+    _check_dumpable,
+    _check_tls,
+    _check_camera,
+    _check_engine,
+    _check_clock,
+    _check_ram,
+)
+
+
+def _load(root: Path) -> KioskConfig | None:
+    """The installed config; the built-in defaults when there is none (the config check FAILs then, and
+    the other checks still say something useful); ``None`` when it is invalid."""
+    path = host_path(root, str(CONFIG_PATH))
+    if not path.is_file():
+        return KioskConfig()
+    try:
+        return load_config(path)
+    except ConfigError:
+        return None
+
+
+def run_doctor(
+    root: Path,
+    runner: Runner,
+    *,
+    kernel_release: str | None = None,
+    now: dt.datetime | None = None,
+) -> list[Check]:
+    """Every check, in report order. ``kernel_release`` defaults to ``root/proc/sys/kernel/osrelease``
+    (the running kernel on the device)."""
+    osrelease = host_path(root, "/proc/sys/kernel/osrelease")
+    if kernel_release is None:
+        try:
+            kernel_release = osrelease.read_text(encoding="utf-8").strip()
+        except OSError:
+            kernel_release = platform.release()
+    ctx = _Context(
+        root=root,
+        live=is_live_root(root),
+        runner=runner,
+        kernel=kernel_release,
+        config=_load(root),
+        now=now or dt.datetime.now(dt.timezone.utc),
+    )
+    checks = []
+    for check in _CHECKS:
+        try:
+            checks.append(check(ctx))
+        except Exception as exc:  # one broken probe must not hide the rest of the report
+            checks.append(
+                Check(
+                    check.__name__.removeprefix("_check_"),
+                    Status.WARN,
+                    f"check failed: {type(exc).__name__}: {exc}",
+                    "report a bug",
+                )
+            )
+    return checks
+
+
+def exit_code(checks: Iterable[Check]) -> int:
+    """1 if any check FAILed, else 0."""
+    return 1 if any(c.status is Status.FAIL for c in checks) else 0
+
+
+def format_text(checks: Iterable[Check]) -> str:
+    """The human report: ``STATUS name  detail`` and, for WARN/FAIL, ``fix: ...`` under it."""
+    lines = []
+    for check in checks:
+        lines.append(f"{check.status.value:<4} {check.name:<17} {check.detail}")
+        if check.fix and check.status in (Status.WARN, Status.FAIL):
+            lines.append(f"{'':<23}fix: {check.fix}")
+    return "\n".join(lines) + "\n"
+
+
+def format_json(checks: Iterable[Check]) -> str:
+    """One JSON object: ``{"ok": bool, "counts": {...}, "checks": [{name, status, detail, fix}, ...]}``."""
+    items = [{**asdict(c), "status": c.status.value} for c in checks]
+    counts = {s.value: sum(1 for c in items if c["status"] == s.value) for s in Status}
+    return json.dumps({"ok": counts["FAIL"] == 0, "counts": counts, "checks": items}, indent=2) + "\n"
