@@ -25,13 +25,13 @@ models: venv
 run: venv models
 	$(PY) -m appliance run
 
-# Debian packages the tests drive for real: headless Chromium + ChromeDriver (browser e2e) and
+# Debian packages the tests drive for real: headless Chromium and a font (browser e2e) and
 # systemd-analyze (unit exposure gate). Installed only when missing, and only as root; without them
 # those tests skip with a reason.
 system-deps:
 	@missing=""; \
 	command -v chromium >/dev/null || missing="$$missing chromium"; \
-	command -v chromedriver >/dev/null || missing="$$missing chromium-driver"; \
+	[ -e /usr/share/fonts/truetype/dejavu/DejaVuSans.ttf ] || missing="$$missing fonts-dejavu-core"; \
 	command -v systemd-analyze >/dev/null || missing="$$missing systemd=$$(dpkg-query -W -f='$${Version}' libsystemd0 2>/dev/null)"; \
 	missing=$$(echo "$$missing" | sed 's/systemd= *$$/systemd/'); \
 	if [ -z "$$missing" ]; then exit 0; fi; \

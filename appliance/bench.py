@@ -79,8 +79,12 @@ def run(sessions: int, frames: int, full_every: int) -> dict[str, Any]:
         "rss_mib_after_10": round(rss_after.get(10, 0.0), 1),
         "rss_mib_after_all": round(rss_after.get(sessions, 0.0), 1),
         "rss_growth": None if growth is None else round(growth, 3),
-        "targets": {"consent_to_first_frame_ms_max": 1000, "preview_fps_min": 25, "wipe_ms_p99_max": 50,
-                    "rss_growth_max": 0.10},
+        "targets": {
+            "consent_to_first_frame_ms_max": 1000,
+            "preview_fps_min": 25,
+            "wipe_ms_p99_max": 50,
+            "rss_growth_max": 0.10,
+        },
         "preview": "1280x720 demo camera, pose guidance on every frame",
         "full_visit_every": full_every,
     }

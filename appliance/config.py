@@ -485,7 +485,9 @@ class EventConfig(_Strict):
         description="Offered crop presets; first is the default.",
     )
     languages: Annotated[tuple[Language, ...], AfterValidator(_unique)] = Field(
-        default=("en",), min_length=1, description="Offered UI languages; first is the default."
+        default=("en", "fr", "es", "de"),
+        min_length=1,
+        description="Offered UI languages; first is the default.",
     )
     policy_version: str = Field(
         default="2025-01",

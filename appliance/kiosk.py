@@ -258,7 +258,12 @@ class Kiosk:
             if not accept:
                 self._wipe(WipeReason.CONSENT_DECLINED)
                 return self._view()
-            worker = self._take_spare()
+            try:
+                worker = self._take_spare()
+            except KioskError:
+                self._last_error = "worker_failed"
+                self._wipe(WipeReason.ERROR)
+                raise
             s.worker = worker
             try:
                 worker.call("begin", session_id=s.id, capacity_bytes=self._vault_capacity())
@@ -325,10 +330,23 @@ class Kiosk:
             take = str(taken["take"])
             s.takes.append(take)
             s.phase = advance(s.phase, Phase.PROCESSING)
-            first = self._render(s, take, self.cfg.event.backgrounds[0], self.cfg.event.presets[0])
-            s.phase = advance(s.phase, Phase.REVIEW)
+            try:
+                first = self._render(s, take, self.cfg.event.backgrounds[0], self.cfg.event.presets[0])
+            finally:
+                if self._session is s:  # the take is kept; the guest can try another render in review
+                    s.phase = advance(s.phase, Phase.REVIEW)
             s.last_activity = self.clock()
             return {"take": take, "render": first["render"], **self._view()}
+
+    def retake(self) -> dict[str, Any]:
+        """REVIEW -> PREVIEW: back to the live camera for another photo (within ``max_takes``)."""
+        with self._lock:
+            s = self._need(Phase.REVIEW)
+            if len(s.takes) >= self.cfg.session.max_takes:
+                raise RetakeLimit(f"you have used all {self.cfg.session.max_takes} photos")
+            s.phase = advance(s.phase, Phase.PREVIEW)
+            s.last_activity = self.clock()
+            return self._view()
 
     def render(self, take: str, background: str, preset: str) -> dict[str, Any]:
         """Another background/preset for a take (REVIEW only). Returns ``{"render": id, ...}``."""
@@ -476,7 +494,7 @@ class Kiosk:
                     "expires": s.delivery.expires_at,
                 }
             )
-        return [{k: v for k, v in i.items() if k != "id"} | {"id": i["id"]} for i in items]
+        return items
 
     # -- timers and health -----------------------------------------------------------------------------------
 

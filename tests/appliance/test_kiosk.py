@@ -234,3 +234,16 @@ def test_health_has_counts_and_no_session_contents(h: Harness) -> None:
     text = repr(health)
     for receipt in h.receipts:
         assert receipt.code not in text
+
+
+def test_retake_goes_back_to_the_live_preview_within_the_limit(h: Harness) -> None:
+    k = h.kiosk
+    k.start_session()
+    k.consent(True)
+    k.capture()
+    assert k.retake()["phase"] == "preview"
+    assert k.preview_frame()["jpeg"][:2] == b"\xff\xd8"
+    k.capture()
+    with pytest.raises(RetakeLimit):
+        k.retake()
+    assert k.state()["phase"] == "review" and len(k.state()["takes"]) == 2

@@ -1,0 +1,171 @@
+"""The phone-facing delivery listener: ``/d/<token>`` and nothing else (DESIGN.md §3, §9 P0-8, P0-9).
+
+``GET`` shows a small page with the photo's size and a **Save photo** button and never spends the link
+(chat apps and link-preview bots prefetch URLs). ``POST`` — the button — spends it, exactly once, and returns
+the JPEG as an attachment. Unknown, expired, spent and malformed links, and every other path and method,
+get the same plain 404, so the listener tells a scanner nothing.
+
+Tokens carry the key that decrypts the photo: they never reach a log line, a Referer header or a cache.
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import logging
+import threading
+import time
+from collections import deque
+from typing import TYPE_CHECKING, Any
+
+from flask import Flask, Response, render_template, request
+from flask_babel import Babel, get_locale
+from markupsafe import Markup
+from werkzeug.exceptions import HTTPException
+
+from appliance.delivery import DeliveryGone
+from kiosk_ui import security
+from kiosk_ui.i18n import pick_locale
+
+if TYPE_CHECKING:
+    from appliance.kiosk import Kiosk
+
+logger = logging.getLogger(__name__)
+
+# The landing page's only stylesheet, inlined because this listener serves no other URL; the CSP allows
+# exactly this text by its hash.
+PAGE_CSS = """
+:root{color-scheme:light}
+body{margin:0;font:18px/1.5 system-ui,sans-serif;background:#f4f4f2;color:#1a1a1a}
+main{max-width:28rem;margin:0 auto;padding:2rem 1.25rem}
+h1{font-size:1.5rem;margin:0 0 .75rem}
+p,form{margin:0 0 1rem}
+button{display:block;width:100%;min-height:56px;font:inherit;font-weight:700;border:0;border-radius:12px;
+background:#0b5cad;color:#fff;cursor:pointer}
+button:focus-visible{outline:3px solid #1a1a1a;outline-offset:3px}
+.small{font-size:.9rem;color:#444}
+"""
+PAGE_CSS_HASH = "sha256-" + base64.b64encode(hashlib.sha256(PAGE_CSS.encode()).digest()).decode()
+
+NOT_FOUND_BODY = "Not found\n"
+# Per client address: enough for a guest retrying on a flaky network and for a household of phones behind
+# one NAT, far too few to guess a 128-bit id.
+RATE_LIMIT_REQUESTS = 120
+RATE_LIMIT_WINDOW_SECONDS = 60.0
+
+
+class RateLimiter:
+    """Sliding-window request counter per client address (in memory, bounded)."""
+
+    MAX_CLIENTS = 4096
+
+    def __init__(self, limit: int, window: float, clock: Any = time.monotonic) -> None:
+        self.limit = limit
+        self.window = window
+        self.clock = clock
+        self._lock = threading.Lock()
+        self._hits: dict[str, deque[float]] = {}
+
+    def allow(self, client: str) -> bool:
+        now = self.clock()
+        with self._lock:
+            if len(self._hits) >= self.MAX_CLIENTS and client not in self._hits:
+                # Forget the quietest clients rather than grow without bound.
+                for key in [k for k, q in self._hits.items() if not q or q[-1] < now - self.window]:
+                    del self._hits[key]
+            hits = self._hits.setdefault(client, deque())
+            while hits and hits[0] <= now - self.window:
+                hits.popleft()
+            if len(hits) >= self.limit:
+                return False
+            hits.append(now)
+            return True
+
+
+def _plain(text: str, status: int) -> Response:
+    return Response(text, status=status, mimetype="text/plain")
+
+
+def _not_found() -> Response:
+    return _plain(NOT_FOUND_BODY, 404)
+
+
+def create_delivery_app(
+    kiosk: Kiosk,
+    *,
+    rate_limit: int = RATE_LIMIT_REQUESTS,
+    rate_window: float = RATE_LIMIT_WINDOW_SECONDS,
+) -> Flask:
+    """The delivery listener's app. It has no static route and no API: ``/d/<token>`` only."""
+    app = Flask(__name__, static_folder=None)
+    app.config.update(MAX_CONTENT_LENGTH=1024, BABEL_TRANSLATION_DIRECTORIES="translations")
+    app.extensions["kiosk"] = kiosk
+    # The phone's language decides; the kiosk's offered languages bound the choice.
+    Babel(app, locale_selector=lambda: pick_locale(kiosk.cfg.event.languages))
+    limiter = RateLimiter(rate_limit, rate_window)
+
+    security.install(
+        app,
+        csp=security.content_security_policy(style_hashes=[PAGE_CSS_HASH]),
+        json_prefix=None,
+        refuse=lambda _code, message, status: _plain(message + "\n", status),
+    )
+
+    @app.before_request
+    def _rate_limit() -> Response | None:
+        if not limiter.allow(request.remote_addr or "-"):
+            logger.warning("delivery listener: rate limit reached for a client")
+            return _plain("Too many requests\n", 429)
+        return None
+
+    @app.after_request
+    def _hsts(response: Response) -> Response:
+        # This listener is TLS-only in production; tell phones to keep it that way even on error pages.
+        response.headers["Strict-Transport-Security"] = "max-age=31536000"
+        response.headers["Cache-Control"] = "no-store"
+        return response
+
+    def deliveries() -> Any:
+        store = kiosk.deliveries
+        if store is None:
+            raise DeliveryGone
+        return store
+
+    @app.get("/d/<token>")
+    def landing(token: str) -> Any:
+        try:
+            size = deliveries().peek(token)
+        except DeliveryGone:
+            return _not_found()
+        return render_template(
+            "delivery.html",
+            size_kib=max(1, round(size / 1024)),
+            css=Markup(PAGE_CSS),  # noqa: S704 - our own constant, allowed by its hash in the CSP
+            locale=str(get_locale()),
+        )
+
+    @app.post("/d/<token>")
+    def save(token: str) -> Any:
+        try:
+            jpeg = deliveries().spend(token)
+        except DeliveryGone:
+            logger.info("delivery link refused (unknown, expired or already used)")
+            return _not_found()
+        logger.info("delivery collected (%d bytes)", len(jpeg))
+        response = Response(jpeg, mimetype="image/jpeg")
+        response.headers["Content-Disposition"] = 'attachment; filename="headshot.jpg"'
+        return response
+
+    @app.errorhandler(HTTPException)
+    def _http_error(exc: HTTPException) -> Response:
+        if exc.code == 413:
+            return _plain("Request too large\n", 413)
+        # 405 on /d/ and 404 everywhere else look the same: nothing to learn about the routes.
+        return _not_found()
+
+    @app.errorhandler(Exception)
+    def _unexpected(exc: Exception) -> Response:
+        logger.exception("delivery listener: unexpected %s", exc.__class__.__name__)
+        return _plain("Something went wrong\n", 500)
+
+    return app

@@ -1,0 +1,293 @@
+"""The guest blueprint: the touch-screen page, the notice page and the JSON API the page's script drives.
+
+Every view parses its input, calls one ``Kiosk`` method and renders the result. Nothing here keeps a
+pixel: preview frames and headshots pass through as bytes on their way into a response (DESIGN.md §3).
+"""
+
+from __future__ import annotations
+
+import json
+import threading
+import time
+from collections.abc import Iterator
+from typing import Any
+
+from flask import Blueprint, Response, current_app, jsonify, render_template, request, url_for
+from flask_babel import get_locale
+
+from appliance.kiosk import Kiosk, KioskError
+from kiosk_ui import qr, security
+from kiosk_ui.i18n import LANGUAGE_NAMES
+from kiosk_ui.strings import client_strings, consent_summary
+
+bp = Blueprint("guest", __name__)
+
+# The demo camera runs at 15 fps and a kiosk screen needs no more than this; it bounds the CPU the
+# preview takes from the engine.
+MAX_PREVIEW_FPS = 12.0
+MJPEG_BOUNDARY = "frame"
+_MAX_ID = 64
+_MAX_CHOICES = 16
+
+
+class ApiError(Exception):
+    """Bad input from the client: answered as ``{"error": code, "message": ...}`` with ``status``."""
+
+    def __init__(self, code: str, message: str, status: int = 400) -> None:
+        super().__init__(message)
+        self.code = code
+        self.status = status
+
+
+class Guidance:
+    """The latest pose hints seen by the preview stream, for ``GET /api/session/guidance``.
+
+    Only hint codes and a relative face box are kept — nothing that could rebuild a picture."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._hints: list[str] = []
+        self._face: list[float] | None = None
+        self._at = 0.0
+
+    def update(self, hints: list[str], face: list[float] | None) -> None:
+        with self._lock:
+            self._hints, self._face, self._at = list(hints), face, time.monotonic()
+
+    def latest(self) -> dict[str, Any]:
+        with self._lock:
+            age = time.monotonic() - self._at
+            fresh = age < 2.0
+            return {
+                "hints": list(self._hints) if fresh else [],
+                "face": self._face if fresh else None,
+                "fresh": fresh,
+            }
+
+
+def _kiosk() -> Kiosk:
+    kiosk: Kiosk = current_app.extensions["kiosk"]
+    return kiosk
+
+
+def _guidance() -> Guidance:
+    return current_app.extensions.setdefault("kiosk_ui.guidance", Guidance())  # type: ignore[no-any-return]
+
+
+@bp.errorhandler(KioskError)
+def _kiosk_error(exc: KioskError) -> Response:
+    return security.error_json(exc.code, str(exc), exc.status)
+
+
+@bp.errorhandler(ApiError)
+def _api_error(exc: ApiError) -> Response:
+    return security.error_json(exc.code, str(exc), exc.status)
+
+
+# -- input parsing ----------------------------------------------------------------------------------------
+
+
+def _body() -> dict[str, Any]:
+    """The JSON object of a POST; an empty body is ``{}``."""
+    raw = request.get_data(cache=True)
+    if not raw.strip():
+        return {}
+    try:
+        data = json.loads(raw)
+    except (ValueError, UnicodeDecodeError):
+        raise ApiError("bad_json", "The request body is not valid JSON.") from None
+    if not isinstance(data, dict):
+        raise ApiError("bad_json", "The request body must be a JSON object.")
+    return data
+
+
+def _text(data: dict[str, Any], name: str) -> str:
+    value = data.get(name)
+    if not isinstance(value, str) or not value or len(value) > _MAX_ID:
+        raise ApiError("bad_request", f"'{name}' must be a non-empty string of at most {_MAX_ID} characters.")
+    return value
+
+
+def _choices(data: dict[str, Any]) -> dict[str, bool]:
+    value = data.get("choices", {})
+    if value is None:
+        return {}
+    if (
+        not isinstance(value, dict)
+        or len(value) > _MAX_CHOICES
+        or not all(isinstance(k, str) and len(k) <= _MAX_ID and isinstance(v, bool) for k, v in value.items())
+    ):
+        raise ApiError(
+            "bad_request", "'choices' must be an object of at most 16 names with true/false values."
+        )
+    return value
+
+
+def _image_url(render_id: str) -> str:
+    return url_for("guest.render_image", render_id=render_id)
+
+
+# -- pages ------------------------------------------------------------------------------------------------
+
+
+@bp.get("/")
+def index() -> str:
+    """The kiosk's single page: every screen is a section the script shows according to the phase."""
+    cfg = _kiosk().cfg
+    locale = str(get_locale())
+    page = {
+        "lang": locale,
+        "countdown": cfg.session.countdown_seconds,
+        "backgrounds": list(cfg.event.backgrounds),
+        "presets": list(cfg.event.presets),
+        "max_takes": cfg.session.max_takes,
+        "window_minutes": cfg.delivery.window_minutes,
+        "strings": client_strings(),
+    }
+    return render_template(
+        "index.html",
+        cfg=cfg,
+        locale=locale,
+        languages=[(code, LANGUAGE_NAMES[code]) for code in cfg.event.languages],
+        summary=consent_summary(cfg),
+        page_json=json.dumps(page, ensure_ascii=False).replace("</", "<\\/"),
+    )
+
+
+@bp.get("/notice")
+def notice() -> str:
+    """The full privacy notice the consent summary links to."""
+    cfg = _kiosk().cfg
+    return render_template("notice.html", cfg=cfg, locale=str(get_locale()), summary=consent_summary(cfg))
+
+
+# -- API --------------------------------------------------------------------------------------------------
+
+
+@bp.post("/api/session")
+def start_session() -> tuple[Response, int]:
+    return jsonify(_kiosk().start_session()), 201
+
+
+@bp.get("/api/session")
+def session_state() -> Response:
+    return jsonify(_kiosk().state())
+
+
+@bp.post("/api/session/consent")
+def consent() -> Response:
+    data = _body()
+    accept = data.get("accept")
+    if not isinstance(accept, bool):
+        raise ApiError("bad_request", "'accept' must be true or false.")
+    return jsonify(_kiosk().consent(accept, _choices(data)))
+
+
+@bp.get("/api/session/preview.mjpg")
+def preview() -> Response:
+    """The live preview as an MJPEG stream; it ends when the visit leaves the preview."""
+    kiosk = _kiosk()
+    background = request.args.get("background") or None
+    mirror = request.args.get("mirror", "1") not in ("0", "false")
+    first = kiosk.preview_frame(background=background, mirror=mirror)  # errors answer before streaming
+    guidance = _guidance()
+
+    def frames() -> Iterator[bytes]:
+        frame: dict[str, Any] | None = first
+        interval = 1.0 / MAX_PREVIEW_FPS
+        while frame is not None:
+            started = time.monotonic()
+            guidance.update(list(frame["hints"]), frame["face"])
+            jpeg = bytes(frame["jpeg"])
+            frame = None
+            head = f"--{MJPEG_BOUNDARY}\r\nContent-Type: image/jpeg\r\nContent-Length: {len(jpeg)}\r\n\r\n"
+            yield (head.encode() + jpeg + b"\r\n")
+            del jpeg
+            time.sleep(max(0.0, interval - (time.monotonic() - started)))
+            try:
+                frame = kiosk.preview_frame(background=background, mirror=mirror)
+            except KioskError:
+                return  # the phase moved on (capture, wipe, timeout): the stream is over
+
+    response = Response(frames(), mimetype=f"multipart/x-mixed-replace; boundary={MJPEG_BOUNDARY}")
+    response.headers["X-Accel-Buffering"] = "no"
+    return response
+
+
+@bp.get("/api/session/guidance")
+def guidance() -> Response:
+    """The latest pose hints (``step_closer``, ``look_at_camera``, ...; empty means ready)."""
+    return jsonify(_guidance().latest())
+
+
+@bp.post("/api/session/touch")
+def touch() -> Response:
+    _body()
+    _kiosk().touch()
+    return jsonify({"ok": True})
+
+
+@bp.post("/api/session/capture")
+def capture() -> Response:
+    _body()
+    result = _kiosk().capture()
+    return jsonify({**result, "image": _image_url(result["render"])})
+
+
+@bp.post("/api/session/retake")
+def retake() -> Response:
+    _body()
+    return jsonify(_kiosk().retake())
+
+
+@bp.post("/api/session/render")
+def render() -> Response:
+    data = _body()
+    result = _kiosk().render(_text(data, "take"), _text(data, "background"), _text(data, "preset"))
+    return jsonify({**result, "image": _image_url(result["render"])})
+
+
+@bp.get("/api/session/render/<render_id>.jpg")
+def render_image(render_id: str) -> Response:
+    jpeg = _kiosk().image(render_id[:_MAX_ID])
+    return Response(jpeg, mimetype="image/jpeg")
+
+
+@bp.post("/api/session/deliver")
+def deliver() -> Response:
+    data = _body()
+    result = _kiosk().deliver(_text(data, "render"))
+    return jsonify({**result, "qr": url_for("guest.qr_png")})
+
+
+@bp.get("/api/session/qr.png")
+def qr_png() -> Response:
+    url = _kiosk().delivery_url()
+    if url is None:
+        raise ApiError("no_delivery", "There is no download link to show.", 404)
+    return Response(qr.png(url), mimetype="image/png")
+
+
+def _ended(result: dict[str, Any]) -> Response:
+    response = jsonify(result)
+    # The visit is over: tell the browser to drop anything it may still hold of it.
+    response.headers["Clear-Site-Data"] = '"cache", "storage"'
+    return response
+
+
+@bp.post("/api/session/delete")
+def delete_now() -> Response:
+    _body()
+    return _ended(_kiosk().delete_now())
+
+
+@bp.post("/api/session/revoke")
+def revoke() -> Response:
+    _body()
+    return _ended(_kiosk().revoke())
+
+
+@bp.post("/api/session/end")
+def end() -> Response:
+    _body()
+    return _ended(_kiosk().end())

@@ -1,0 +1,197 @@
+"""End to end in a real headless Chromium: a whole visit on the kiosk page, then a second browser context as
+the phone opens the one-time link over TLS and saves the JPEG.
+
+Needs Debian's ``chromium`` (``apt-get install chromium``) and the ``playwright`` Python package; Playwright
+drives the system browser through ``executable_path``, it never downloads one. Screenshots of every screen go
+to ``$UI_SCREENSHOT_DIR`` (default /tmp) as ``ui-*.png``.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import socket
+import threading
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from appliance.config import KioskConfig
+from appliance.kiosk import Kiosk
+
+CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
+if not Path(CHROMIUM).exists():
+    pytest.skip("Debian's chromium is not installed (apt-get install chromium)", allow_module_level=True)
+playwright_api = pytest.importorskip("playwright.sync_api", reason="the playwright package is not installed")
+
+SHOTS = Path(os.environ.get("UI_SCREENSHOT_DIR", "/tmp"))
+LAUNCH_ARGS = [
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+]
+TIMEOUT_MS = 60_000
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+@pytest.fixture(scope="module")
+def served(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Kiosk, str]]:
+    """A started Kiosk behind both real listeners (the entry point), with the appliance's tick loop."""
+    from kiosk_ui.serve import listeners
+
+    base = tmp_path_factory.mktemp("e2e")
+    cfg = KioskConfig.model_validate(
+        {
+            "store": {"path": str(base / "store")},
+            "audit": {"path": str(base / "audit")},
+            "ui": {"port": _free_port()},
+            "delivery": {"port": _free_port(), "public_host": "localhost"},
+            "event": {"name": "Career Fair 2025", "languages": ["en", "fr", "es", "de"]},
+            "session": {"countdown_seconds": 2},
+        }
+    )
+    kiosk = Kiosk(cfg)
+    kiosk.start()
+    servers = listeners(kiosk, cfg)
+    for s in servers:
+        s.start()
+    stop = threading.Event()
+
+    def tick() -> None:
+        while not stop.wait(0.5):
+            kiosk.tick()
+
+    ticker = threading.Thread(target=tick, daemon=True)
+    ticker.start()
+    yield kiosk, servers[0].url
+    stop.set()
+    ticker.join(5)
+    for s in servers:
+        s.stop()
+    kiosk.close()
+
+
+def _visible(page: object, screen: str) -> None:
+    page.wait_for_selector(f"#screen-{screen}", state="visible", timeout=TIMEOUT_MS)
+
+
+def _image_loaded(page: object, selector: str) -> None:
+    page.wait_for_function(
+        "sel => { const i = document.querySelector(sel); return i && i.complete && i.naturalWidth > 0; }",
+        arg=selector,
+        timeout=TIMEOUT_MS,
+    )
+
+
+def test_full_visit_and_phone_download(served: tuple[Kiosk, str]) -> None:
+    kiosk, ui_url = served
+    with playwright_api.sync_playwright() as p:
+        browser = p.chromium.launch(
+            executable_path=CHROMIUM,
+            # Playwright gives each context its own temporary profile (it refuses --user-data-dir here).
+            args=LAUNCH_ARGS,
+            headless=True,
+        )
+        try:
+            kiosk_ctx = browser.new_context(viewport={"width": 1280, "height": 800})
+            page = kiosk_ctx.new_page()
+            errors: list[str] = []
+            page.on("console", lambda m: errors.append(m.text) if m.type == "error" else None)
+            page.goto(ui_url + "/")
+            _visible(page, "attract")
+            page.screenshot(path=str(SHOTS / "ui-attract.png"))
+
+            page.click("#start")
+            _visible(page, "consent")
+            assert page.is_disabled("#accept")  # the agreement is required
+            page.screenshot(path=str(SHOTS / "ui-consent.png"), full_page=True)
+            page.check("#agree")
+            page.click("#accept")
+            _visible(page, "preview")
+            _image_loaded(page, "#preview")  # MJPEG frames arrive
+            page.wait_for_function(
+                "() => document.getElementById('guidance').textContent.length > 0", timeout=TIMEOUT_MS
+            )
+            page.screenshot(path=str(SHOTS / "ui-preview.png"))
+            page.click("#held-btn")
+            page.wait_for_selector("#held-dialog[open]")
+            page.screenshot(path=str(SHOTS / "ui-held.png"))
+            page.click("#held-close")
+
+            page.click("#shoot")
+            page.wait_for_selector("#countdown", state="visible")
+            page.screenshot(path=str(SHOTS / "ui-countdown.png"))
+            _visible(page, "review")
+            _image_loaded(page, "#result")
+            first = page.get_attribute("#result", "src")
+            page.click("#bg-choices button:nth-child(2)")  # another background
+            page.wait_for_function(
+                "src => document.getElementById('result').getAttribute('src') !== src",
+                arg=first,
+                timeout=TIMEOUT_MS,
+            )
+            page.wait_for_selector("#review-busy", state="hidden", timeout=TIMEOUT_MS)
+            page.click("#preset-choices button:nth-child(2)")  # another crop
+            page.wait_for_selector("#review-busy", state="hidden", timeout=TIMEOUT_MS)
+            _image_loaded(page, "#result")
+            page.screenshot(path=str(SHOTS / "ui-review.png"))
+
+            page.click("#deliver")
+            _visible(page, "delivery")
+            _image_loaded(page, "#qr")
+            assert "once" in page.inner_text("#expires")
+            page.screenshot(path=str(SHOTS / "ui-delivery.png"))
+            link = kiosk.delivery_url()
+            assert link is not None and link.startswith("https://localhost:")
+
+            # The phone: its own context, which alone accepts the kiosk's self-signed certificate.
+            phone_ctx = browser.new_context(
+                ignore_https_errors=True,
+                accept_downloads=True,
+                viewport={"width": 390, "height": 844},
+                is_mobile=True,
+                has_touch=True,
+            )
+            phone = phone_ctx.new_page()
+            phone.goto(link)
+            assert "Save photo" in phone.inner_text("#save")
+            phone.screenshot(path=str(SHOTS / "ui-phone.png"))
+            with phone.expect_download(timeout=TIMEOUT_MS) as info:
+                phone.click("#save")
+            saved = Path(info.value.path()).read_bytes()
+            assert saved[:3] == b"\xff\xd8\xff" and saved[-2:] == b"\xff\xd9"
+            assert info.value.suggested_filename == "headshot.jpg"
+            again = phone.goto(link)
+            assert again is not None and again.status == 404  # spent
+            phone_ctx.close()
+
+            page.click("#finish")
+            _visible(page, "done")
+            receipt = page.inner_text("#receipt")
+            assert len(receipt) == 8
+            assert "deleted" in page.inner_text("#screen-done")
+            page.screenshot(path=str(SHOTS / "ui-done.png"))
+            assert kiosk.state()["phase"] == "idle"
+            page.click("#again")
+            _visible(page, "attract")
+
+            # Languages switch on the attract screen and render translated text.
+            page.click("a.lang[lang=fr]")
+            _visible(page, "attract")
+            assert page.get_attribute("html", "lang") == "fr"
+            page.screenshot(path=str(SHOTS / "ui-attract-fr.png"))
+            assert not [e for e in errors if "Content Security Policy" in e], errors
+            kiosk_ctx.close()
+        finally:
+            browser.close()

@@ -1,0 +1,171 @@
+"""P0-8: a delivery link works once. GET never spends it; of 32 concurrent POSTs over real TLS exactly one
+gets the JPEG; expired, spent and unknown links get the same plain 404; nothing is cached; tokens are
+never logged."""
+
+from __future__ import annotations
+
+import http.client
+import logging
+import ssl
+import threading
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from appliance.config import KioskConfig
+from appliance.kiosk import Kiosk
+from kiosk_ui.delivery import create_delivery_app
+from kiosk_ui.serve import DELIVERY_THREADS, Listener, delivery_tls
+
+CONCURRENT = 32
+
+
+def _config(base: Path) -> KioskConfig:
+    return KioskConfig.model_validate(
+        {"store": {"path": str(base / "store")}, "audit": {"path": str(base / "audit")}}
+    )
+
+
+@pytest.fixture(scope="module")
+def kiosk(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Kiosk]:
+    k = Kiosk(_config(tmp_path_factory.mktemp("p08")))
+    k.start()
+    yield k
+    k.close()
+
+
+@pytest.fixture(scope="module")
+def listener(kiosk: Kiosk) -> Iterator[Listener]:
+    adapter, cert_pem = delivery_tls(kiosk.cfg)  # no cert configured on loopback: ephemeral self-signed
+    lst = Listener(
+        "delivery",
+        create_delivery_app(kiosk),
+        "127.0.0.1",
+        0,
+        threads=DELIVERY_THREADS,
+        ssl_adapter=adapter,
+        cert_pem=cert_pem,
+    )
+    lst.start()
+    yield lst
+    lst.stop()
+
+
+@pytest.fixture(scope="module")
+def tls(listener: Listener) -> ssl.SSLContext:
+    assert listener.cert_pem is not None
+    return ssl.create_default_context(cadata=listener.cert_pem.decode())
+
+
+def _visit_with_link(kiosk: Kiosk) -> str:
+    """A whole visit through the facade; returns the token of its one-time link (the visit has ended)."""
+    kiosk.start_session()
+    kiosk.consent(True, {})
+    taken = kiosk.capture()
+    url = kiosk.deliver(taken["render"])["url"]
+    kiosk.end()
+    return url.split("/d/", 1)[1]
+
+
+def _request(
+    listener: Listener, tls: ssl.SSLContext, method: str, path: str, headers: dict[str, str] | None = None
+) -> tuple[int, dict[str, str], bytes]:
+    conn = http.client.HTTPSConnection("127.0.0.1", listener.port, context=tls, timeout=30)
+    try:
+        conn.request(method, path, headers=headers or {})
+        r = conn.getresponse()
+        return r.status, {k.lower(): v for k, v in r.getheaders()}, r.read()
+    finally:
+        conn.close()
+
+
+def _assert_plain_404(status: int, headers: dict[str, str], body: bytes, reference: bytes) -> None:
+    assert status == 404
+    assert body == reference
+    assert headers["cache-control"] == "no-store"
+    assert headers["content-type"].startswith("text/plain")
+
+
+def test_get_never_spends_and_exactly_one_of_32_posts_wins(
+    kiosk: Kiosk, listener: Listener, tls: ssl.SSLContext, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.DEBUG)
+    token = _visit_with_link(kiosk)
+    path = f"/d/{token}"
+
+    for _ in range(3):  # link-preview bots, the phone's own prefetch, a reload
+        status, headers, body = _request(listener, tls, "GET", path)
+        assert status == 200
+        assert b"Save photo" in body and b'method="post"' in body
+        assert headers["cache-control"] == "no-store"
+        assert headers["referrer-policy"] == "no-referrer"
+        assert "max-age" in headers["strict-transport-security"]
+        assert "frame-ancestors 'none'" in headers["content-security-policy"]
+    assert _request(listener, tls, "HEAD", path)[0] == 200
+
+    barrier = threading.Barrier(CONCURRENT)
+    results: list[tuple[int, dict[str, str], bytes]] = []
+    lock = threading.Lock()
+
+    def spend() -> None:
+        barrier.wait()
+        outcome = _request(listener, tls, "POST", path)
+        with lock:
+            results.append(outcome)
+
+    threads = [threading.Thread(target=spend) for _ in range(CONCURRENT)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(60)
+    statuses = sorted(r[0] for r in results)
+    assert statuses == [200] + [404] * (CONCURRENT - 1)
+
+    winner = next(r for r in results if r[0] == 200)
+    _, headers, jpeg = winner
+    assert jpeg[:2] == b"\xff\xd8" and jpeg[-2:] == b"\xff\xd9"
+    assert headers["content-type"] == "image/jpeg"
+    assert headers["content-disposition"].startswith("attachment")
+    assert headers["cache-control"] == "no-store"
+    assert headers["x-content-type-options"] == "nosniff"
+
+    unknown = _request(listener, tls, "GET", "/d/" + "0" * 32 + "." + "A" * 43)
+    losers = [r for r in results if r[0] == 404]
+    for status, headers, body in [*losers, _request(listener, tls, "GET", path), unknown]:
+        _assert_plain_404(status, headers, body, unknown[2])
+
+    # Tokens (id and key) never reach a log line, from any thread.
+    obj_id, key = token.split(".")
+    assert token not in caplog.text and obj_id not in caplog.text and key not in caplog.text
+
+
+def test_expired_link_is_the_same_404(
+    kiosk: Kiosk, listener: Listener, tls: ssl.SSLContext, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    token = _visit_with_link(kiosk)
+    assert _request(listener, tls, "GET", f"/d/{token}")[0] == 200
+    store = kiosk.deliveries
+    assert store is not None
+    later = time.time() + kiosk.cfg.delivery.window_minutes * 60 + 1
+    monkeypatch.setattr(store, "clock", lambda: later)
+    reference = _request(listener, tls, "GET", "/d/not-a-token")
+    assert reference[0] == 404
+    for method in ("GET", "POST"):
+        _assert_plain_404(*_request(listener, tls, method, f"/d/{token}"), reference[2])
+
+
+def test_wrong_key_does_not_destroy_the_link(kiosk: Kiosk, listener: Listener, tls: ssl.SSLContext) -> None:
+    token = _visit_with_link(kiosk)
+    obj_id, key = token.split(".")
+    forged = obj_id + "." + ("B" if key[0] != "B" else "C") + key[1:]
+    assert _request(listener, tls, "POST", f"/d/{forged}")[0] == 404
+    status, _, body = _request(listener, tls, "POST", f"/d/{token}")
+    assert status == 200 and body[:2] == b"\xff\xd8"
+
+
+def test_rate_limited(kiosk: Kiosk) -> None:
+    client = create_delivery_app(kiosk, rate_limit=5, rate_window=60).test_client()
+    statuses = [client.get("/d/nothing").status_code for _ in range(7)]
+    assert statuses == [404] * 5 + [429] * 2

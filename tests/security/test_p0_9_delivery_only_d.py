@@ -1,0 +1,106 @@
+"""P0-9: the phone-facing listener exposes only /d/<token>. Every route of the guest app, its static files,
+the API and random paths answer the same plain 404 there, over the real TLS listener and through the app
+map."""
+
+from __future__ import annotations
+
+import http.client
+import ssl
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from appliance.config import KioskConfig
+from appliance.kiosk import Kiosk
+from kiosk_ui import create_app
+from kiosk_ui.delivery import NOT_FOUND_BODY, create_delivery_app
+from kiosk_ui.serve import Listener, delivery_tls
+
+
+@pytest.fixture(scope="module")
+def kiosk(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Kiosk]:
+    base: Path = tmp_path_factory.mktemp("p09")
+    cfg = KioskConfig.model_validate(
+        {"store": {"path": str(base / "store")}, "audit": {"path": str(base / "audit")}}
+    )
+    k = Kiosk(cfg)
+    k.start(wait_for_worker=False)  # no visit here: only the store and the delivery directory are needed
+    yield k
+    k.close()
+
+
+def _guest_paths(kiosk: Kiosk) -> list[str]:
+    app = create_app(kiosk)
+    paths = []
+    for rule in app.url_map.iter_rules():
+        path = rule.rule.replace("<render_id>", "abc").replace("<path:filename>", "kiosk.js")
+        paths.append(path)
+    return [
+        *sorted(set(paths)),
+        "/static/kiosk.css",
+        "/d/",
+        "/d",
+        "/D/abc",
+        "/d/abc/extra",
+        "/favicon.ico",
+        "/robots.txt",
+        "/.well-known/security.txt",
+        "/admin",
+        "/metrics",
+        "/%2e%2e/etc/passwd",
+    ]
+
+
+def test_the_app_map_has_only_d(kiosk: Kiosk) -> None:
+    app = create_delivery_app(kiosk)
+    assert {r.rule for r in app.url_map.iter_rules()} == {"/d/<token>"}  # GET and POST
+
+
+def test_every_other_path_is_404_through_the_app(kiosk: Kiosk) -> None:
+    client = create_delivery_app(kiosk, rate_limit=10_000).test_client()
+    for path in _guest_paths(kiosk):
+        for method in ("GET", "POST", "PUT", "DELETE", "PATCH"):
+            r = client.open(path, method=method)
+            assert r.status_code == 404, (method, path, r.status_code)
+            assert r.data == NOT_FOUND_BODY.encode()
+            assert r.headers["Cache-Control"] == "no-store"
+
+
+def test_every_other_path_is_404_over_tls(kiosk: Kiosk) -> None:
+    adapter, cert_pem = delivery_tls(kiosk.cfg)
+    listener = Listener(
+        "delivery",
+        create_delivery_app(kiosk),
+        "127.0.0.1",
+        0,
+        threads=4,
+        ssl_adapter=adapter,
+        cert_pem=cert_pem,
+    )
+    listener.start()
+    try:
+        ctx = ssl.create_default_context(cadata=cert_pem.decode())
+        for path in _guest_paths(kiosk):
+            conn = http.client.HTTPSConnection("127.0.0.1", listener.port, context=ctx, timeout=10)
+            try:
+                conn.request("GET", path)
+                r = conn.getresponse()
+                assert r.status == 404, (path, r.status)
+                assert r.read() == NOT_FOUND_BODY.encode()
+                assert r.getheader("Cache-Control") == "no-store"
+                assert "max-age" in (r.getheader("Strict-Transport-Security") or "")
+            finally:
+                conn.close()
+        # Plain HTTP to the TLS port gets no page at all.
+        plain = http.client.HTTPConnection("127.0.0.1", listener.port, timeout=10)
+        try:
+            plain.request("GET", "/d/abc")
+            status = plain.getresponse().status
+        except (http.client.HTTPException, ConnectionError):
+            status = None
+        finally:
+            plain.close()
+        assert status != 200
+    finally:
+        listener.stop()
