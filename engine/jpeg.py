@@ -72,15 +72,18 @@ def segments(data: bytes) -> list[Segment]:
         pos += length
         if marker == SOS:
             # Entropy-coded data runs until a marker that is not a stuffed 0xFF00 or a restart marker.
-            while pos < n:
-                if (
-                    data[pos] == 0xFF
-                    and pos + 1 < n
-                    and data[pos + 1] != 0x00
-                    and not 0xD0 <= data[pos + 1] <= 0xD7
-                ):
+            # bytes.find jumps between 0xFF bytes in C: a byte-by-byte Python loop cost ~20 ms per photo.
+            while True:
+                ff = data.find(b"\xff", pos)
+                if ff < 0 or ff + 1 >= n:
+                    pos = n
                     break
-                pos += 1
+                nxt = data[ff + 1]
+                if nxt == 0x00 or 0xD0 <= nxt <= 0xD7:
+                    pos = ff + 2
+                    continue
+                pos = ff
+                break
         out.append(Segment(marker, start, pos))
     raise JpegStructureError("missing EOI marker")
 

@@ -82,14 +82,17 @@ def decontaminate(crop: RgbImage, alpha: AlphaMap, *, radius: int = 45) -> tuple
     f8 = np.clip(f_q * 255 + 0.5, 0, 255).astype(np.uint8)
     plate = np.clip(b_q * 255 + 0.5, 0, 255).astype(np.uint8)
     fg = crop.copy()
-    band = (alpha > 0.004) & (alpha < 0.996)
-    if band.any():
-        f_up = cv2.resize(f8, (w, h), interpolation=cv2.INTER_LINEAR)[band].astype(np.float32)
-        b_up = cv2.resize(plate, (w, h), interpolation=cv2.INTER_LINEAR)[band].astype(np.float32)
-        i = crop[band].astype(np.float32)
-        a = alpha[band][:, None]
+    # Flat indices once: boolean-mask indexing recomputes the mask's nonzeros on every use.
+    idx = np.flatnonzero((alpha > 0.004) & (alpha < 0.996))
+    if idx.size:
+        f_up = cv2.resize(f8, (w, h), interpolation=cv2.INTER_LINEAR).reshape(-1, 3)[idx].astype(np.float32)
+        b_up = (
+            cv2.resize(plate, (w, h), interpolation=cv2.INTER_LINEAR).reshape(-1, 3)[idx].astype(np.float32)
+        )
+        i = crop.reshape(-1, 3)[idx].astype(np.float32)
+        a = alpha.reshape(-1)[idx][:, None]
         corrected = f_up + a * ((i - b_up) - a * (f_up - b_up))
-        fg[band] = np.clip(corrected + 0.5, 0, 255).astype(np.uint8)
+        fg.reshape(-1, 3)[idx] = np.clip(corrected + 0.5, 0, 255).astype(np.uint8)
     return fg, plate
 
 

@@ -50,8 +50,10 @@ def estimate_gains(sample: RgbImage, mask: BoolMask | None = None) -> npt.NDArra
     The kiosk passes the *background* of the crop: a guest's orange jacket or their skin must not be
     mistaken for the colour of the light (that is exactly how skin tone gets "corrected" away). Clipped
     and near-black pixels are left out too: a blown-out highlight says nothing about the light's colour."""
-    px = sample.reshape(-1, 3) if mask is None else sample[mask]
-    px = px[::7]  # a stride of 7 is plenty for a global estimate
+    # A stride of 7 is plenty for a global estimate (and 7× cheaper than masking every pixel).
+    px = sample.reshape(-1, 3)[::7]
+    if mask is not None:
+        px = px[mask.reshape(-1)[::7]]
     usable = (px.max(axis=1) < 250) & (px.min(axis=1) > 8)
     if usable.sum() < 500:
         return np.ones(3, dtype=np.float64)
@@ -133,8 +135,10 @@ def apply_tone(
     if not face_mask.any():
         return ToneResult(image, (1.0, 1.0, 1.0), 0.5)
     gains = estimate_gains(estimate_from if estimate_from is not None else image, estimate_mask)
-    before = face_luminance(image, face_mask)
-    face_px = np.ascontiguousarray(image[face_mask].reshape(-1, 1, 3))
+    # Face statistics are means: every 3rd skin pixel gives the same numbers for a third of the work.
+    face_idx = np.flatnonzero(face_mask)[::3]
+    face_px = np.ascontiguousarray(image.reshape(-1, 3)[face_idx].reshape(-1, 1, 3))
+    before = float((_LINEAR[face_px.reshape(-1, 3)] @ _LUMA).mean())
     pivot = float(cv2.cvtColor(face_px, cv2.COLOR_RGB2GRAY).mean()) / 255.0
     gains = _keep_face_luminance(face_px, gains, pivot, before)
     # Hard cap on how far the face's colour may move: scale the white balance back until the skin's
