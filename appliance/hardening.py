@@ -107,6 +107,15 @@ def read_core_pattern() -> str | None:
         return None
 
 
+def set_non_dumpable() -> None:
+    """Only ``PR_SET_DUMPABLE=0``: for a process that embeds the kiosk but whose resource limits are not
+    ours to change (a test runner). Not inherited across exec, unlike ``RLIMIT_CORE``. Raises
+    :class:`HardeningError` if it does not take effect."""
+    _prctl(_PR_SET_DUMPABLE, 0)
+    if is_dumpable():
+        raise HardeningError("PR_SET_DUMPABLE 0 did not take effect")
+
+
 def harden_process() -> HardeningReport:
     """Make the calling process non-dumpable and set its core size limit to 0 (soft and hard).
 

@@ -18,7 +18,7 @@ from typing import Any
 
 from appliance.config import KioskConfig
 from appliance.delivery import DeliveryStore, DeliveryTicket
-from appliance.hardening import harden_process
+from appliance.hardening import set_non_dumpable
 from appliance.lifecycle import Phase, WipeReason, advance, timeout_for, timeout_reason
 from appliance.store import Backing, SessionStore, new_session_id
 from appliance.systemd import Notifier
@@ -171,9 +171,9 @@ class Kiosk:
 
     def start(self, *, wait_for_worker: bool = True) -> None:
         """Make this process non-dumpable, open the RAM store (sweeping anything a crash left), then warm a
-        spare worker. Hardening here, not only in ``main()``, means any process that embeds the facade (and
-        so relays guest images) is covered (DESIGN.md §3: every process sets PR_SET_DUMPABLE=0 itself)."""
-        harden_process()
+        spare worker. Doing it here, not only in ``main()`` (which also sets ``RLIMIT_CORE=0``), means any
+        process that embeds the facade — and so relays guest images — is covered (DESIGN.md §3)."""
+        set_non_dumpable()
         self.store.open()
         self.deliveries = DeliveryStore(
             self.store.path / DELIVERIES_DIR,
