@@ -3,17 +3,20 @@
 Every guest-facing fact (what is captured, why, where it stays, for how long) comes from one ``_Facts``
 built from ``KioskConfig``, so the consent screen (``consent_summary``) and the documents cannot disagree,
 and changing ``[delivery] window_minutes`` or a ``[session]`` timeout changes every text that mentions it.
-The policy version hash on each consent receipt is the SHA-256 of ``policy_text`` (consent text + privacy
-notice + the configured ``[event] policy_version``).
+The policy version hash on each consent receipt is the SHA-256 of ``policy_text``: the consent screen's
+templates, their translations and the values filled in from the config, for every offered language, plus the
+privacy notice and the configured ``[event] policy_version``.
 
 The documents are drafts pre-filled with what this appliance does; the organiser (the controller) reviews them
 with counsel. The controller's identity is not in the config yet: pass a ``Controller``.
-English only here; translations are the UI's job.
+The documents are English only. The consent screen is translated (fr, es, de) by the gettext catalogs next to
+this module, which the guest UI also renders from, so the receipt's hash covers what the guest read.
 """
 
 from __future__ import annotations
 
 import argparse
+import gettext as gettext_module
 import hashlib
 import json
 import os
@@ -21,16 +24,24 @@ import sys
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 from appliance.config import ConfigError, KioskConfig, is_loopback, load_config
 
 __all__ = [
+    "CONSENT_CATALOGS",
+    "CONSENT_DOMAIN",
+    "CONSENT_LANGUAGES",
     "SUPPORTED_LANGUAGES",
     "ComplianceError",
+    "ConsentTranslator",
     "Controller",
     "compliance_main",
+    "consent_screen",
     "consent_summary",
+    "consent_templates",
+    "consent_translator",
+    "consent_values",
     "format_duration",
     "policy_hash",
     "policy_text",
@@ -144,83 +155,239 @@ def _check_lang(lang: str) -> None:
 
 
 # -------------------------------------------------------------------------------------------- consent screen
+#
+# The consent screen is the one text whose exact wording a receipt must prove, so it exists once: the
+# templates below (English msgids with named placeholders), translated by the gettext catalogs in
+# ``appliance/translations/<lang>/LC_MESSAGES/consent.po`` and filled with values from the config. The guest
+# UI renders it with ``consent_screen`` through Flask-Babel (a ``Domain`` over the same catalogs);
+# ``policy_text`` hashes the templates, their translations and the values for every offered language.
+# The catalogs live here, not with the UI's, because the policy hash is computed in this package, which
+# must not import or read anything of kiosk_ui (DESIGN.md §3).
+#
+# Update the catalogs after changing a template:
+#   pybabel extract -k _N -k _NP:1,2 --no-default-keywords --no-location \
+#       -o appliance/translations/consent.pot appliance/compliance.py
+#   pybabel update -D consent -i appliance/translations/consent.pot -d appliance/translations
+#   (translate the new or fuzzy entries)
+#   pybabel compile -D consent -d appliance/translations
+
+
+def _N(msgid: str) -> str:
+    """Marks a consent template for extraction (``pybabel extract -k _N``); returns it unchanged."""
+    return msgid
+
+
+def _NP(singular: str, plural: str) -> tuple[str, str]:
+    """Marks a plural consent template (``-k _NP:1,2``); ``%(num)d`` is the count."""
+    return singular, plural
+
+
+CONSENT_DOMAIN = "consent"
+CONSENT_CATALOGS = Path(__file__).resolve().parent / "translations"
+CONSENT_LANGUAGES = ("en", "fr", "es", "de")  # languages the consent catalogs cover (en = the msgids)
+
+# (id, title, text), in display order. Placeholders: %(takes)s, %(idle)s, %(window)s, %(version)s.
+_CONSENT_ITEMS: tuple[tuple[str, str, str], ...] = (
+    (
+        "what",
+        _N("What we capture"),
+        _N(
+            "Only after you tap “I agree”: %(takes)s of you from this camera, to make your headshot. The "
+            "kiosk finds your face to frame the picture; it does not recognise who you are."
+        ),
+    ),
+    ("why", _N("Why"), _N("Only to make your headshot and give it to you. Nothing else.")),
+    (
+        "where",
+        _N("Where it stays"),
+        _N(
+            "Inside this kiosk, in memory, encrypted. Never written to a disk, never sent to the internet "
+            "or a cloud."
+        ),
+    ),
+    (
+        "how_long",
+        _N("How long"),
+        _N(
+            "Until you finish or tap “Delete now”. If you walk away, everything is deleted after %(idle)s "
+            "without a touch. If you take the QR code, your photo waits for you, encrypted, for at most "
+            "%(window)s; the link works once and only your QR code can open it."
+        ),
+    ),
+    (
+        "never",
+        _N("Never"),
+        _N("Your photo is not uploaded, not used to train AI, not shared and not sold. Staff cannot see it."),
+    ),
+    (
+        "choices",
+        _N("Your choices"),
+        _N(
+            "You can say no: nothing is captured. At any time, “What we hold” shows what the kiosk has "
+            "about you and “Delete now” erases it and withdraws your consent."
+        ),
+    ),
+    (
+        "receipt",
+        _N("Your receipt"),
+        _N(
+            "We keep an anonymous receipt: a random code shown to you, the version of this notice "
+            "(%(version)s), your yes/no answers, how the visit ended and the time to the minute. No photo, "
+            "no name."
+        ),
+    ),
+)
+# The screen's other sentences. %(event)s is the configured event name (shown as configured, untranslated).
+_CONSENT_LABELS: tuple[tuple[str, str], ...] = (
+    ("title", _N("Before we take your photo")),
+    ("intro", _N("%(event)s makes your headshot right here, on this kiosk.")),
+    (
+        "agree",
+        _N("I agree that this kiosk takes my photo and processes it on the device to make my headshot."),
+    ),
+    ("accept", _N("I agree — take my photo")),
+    ("decline", _N("No thanks")),
+    ("notice_link", _N("Read the full privacy notice")),
+)
+_TAKES = _NP("one photo", "up to %(num)d photos")
+_HOURS = _NP("%(num)d hour", "%(num)d hours")
+_MINUTES = _NP("%(num)d minute", "%(num)d minutes")
+_SECONDS = _NP("%(num)d second", "%(num)d seconds")
+
+
+class ConsentTranslator(Protocol):
+    """How a consent template is translated: gettext catalogs here, Flask-Babel in the guest UI.
+
+    ``gettext`` returns the translated template unformatted; ``ngettext`` returns the form for ``num``
+    with ``%(num)d`` filled in.
+    """
+
+    def gettext(self, msgid: str) -> str: ...
+    def ngettext(self, singular: str, plural: str, num: int) -> str: ...
+
+
+class _CatalogTranslator:
+    """A ``ConsentTranslator`` over the compiled consent catalog of one language (stdlib ``gettext``)."""
+
+    def __init__(self, lang: str) -> None:
+        if lang not in CONSENT_LANGUAGES:
+            raise ComplianceError(
+                f"no consent text for language {lang!r}; available: {', '.join(CONSENT_LANGUAGES)}"
+            )
+        if lang == "en":  # the templates are the English text
+            self._catalog: gettext_module.NullTranslations = gettext_module.NullTranslations()
+            return
+        try:
+            self._catalog = gettext_module.translation(CONSENT_DOMAIN, CONSENT_CATALOGS, [lang])
+        except OSError:
+            raise ComplianceError(
+                f"consent catalog for {lang!r} is missing under {CONSENT_CATALOGS}; run "
+                "`pybabel compile -D consent -d appliance/translations`"
+            ) from None
+
+    def gettext(self, msgid: str) -> str:
+        return self._catalog.gettext(msgid)
+
+    def ngettext(self, singular: str, plural: str, num: int) -> str:
+        return self._catalog.ngettext(singular, plural, num) % {"num": num}
+
+
+def consent_translator(lang: str) -> ConsentTranslator:
+    """The translator for ``lang`` from the compiled consent catalogs; ``ComplianceError`` if none."""
+    return _CatalogTranslator(lang)
+
+
+def _duration(seconds: float, t: ConsentTranslator) -> str:
+    """``format_duration`` in the translator's language (the same words in English)."""
+    total = round(seconds)
+    hours, rest = divmod(total, 3600)
+    minutes, secs = divmod(rest, 60)
+    parts = [t.ngettext(*_HOURS, hours)] if hours else []
+    if minutes:
+        parts.append(t.ngettext(*_MINUTES, minutes))
+    if secs or not parts:
+        parts.append(t.ngettext(*_SECONDS, secs))
+    return " ".join(parts)
+
+
+def _longest_idle_seconds(cfg: KioskConfig) -> float:
+    s = cfg.session
+    return max(
+        s.consent_idle_timeout_seconds,
+        s.preview_idle_timeout_seconds,
+        s.review_idle_timeout_seconds,
+        s.delivery_idle_timeout_seconds,
+    )
+
+
+def consent_values(cfg: KioskConfig, t: ConsentTranslator) -> dict[str, str]:
+    """The values the consent templates' placeholders take for ``cfg``, worded by ``t``."""
+    return {
+        "event": cfg.event.name,
+        "takes": t.ngettext(*_TAKES, cfg.session.max_takes),
+        "idle": _duration(_longest_idle_seconds(cfg), t),
+        "window": _duration(cfg.delivery.window_minutes * 60, t),
+        "version": cfg.event.policy_version,
+    }
+
+
+def consent_templates(t: ConsentTranslator) -> dict[str, str]:
+    """Every consent template (English msgid) mapped to its translation by ``t``, plural forms included."""
+    templates = {msgid: t.gettext(msgid) for _, msgid in _CONSENT_LABELS}
+    for _, title, text in _CONSENT_ITEMS:
+        templates[title] = t.gettext(title)
+        templates[text] = t.gettext(text)
+    for singular, plural in (_TAKES, _HOURS, _MINUTES, _SECONDS):
+        # The forms for 1 and 2 cover every plural rule of the catalog languages (fr, es, de: two forms).
+        templates[singular] = t.ngettext(singular, plural, 1)
+        templates[plural] = t.ngettext(singular, plural, 2)
+    return templates
+
+
+def consent_screen(
+    cfg: KioskConfig,
+    lang: str = "en",
+    *,
+    translator: ConsentTranslator | None = None,
+    controller: Controller | None = None,
+) -> dict[str, Any]:
+    """The consent screen in ``lang``: every sentence a template from this module, filled from ``cfg``.
+
+    ``translator`` defaults to the compiled catalog of ``lang``; the guest UI passes Flask-Babel's. Keys:
+    ``lang``, ``policy_version``, ``title``, ``intro``, ``agree``, ``accept``, ``decline``, ``notice_link``,
+    ``items`` (``{"id", "title", "text"}`` in display order: what, why, where, how_long, never, choices,
+    receipt), ``controller``, ``contact`` and ``durations`` (the numbers behind the text).
+    """
+    t = translator if translator is not None else consent_translator(lang)
+    values = consent_values(cfg, t)
+    f = _facts(cfg, controller)
+    screen: dict[str, Any] = {"lang": lang, "policy_version": f.policy_version}
+    for key, msgid in _CONSENT_LABELS:
+        screen[key] = t.gettext(msgid) % values
+    screen["items"] = [
+        {"id": key, "title": t.gettext(title), "text": t.gettext(text) % values}
+        for key, title, text in _CONSENT_ITEMS
+    ]
+    screen["controller"] = f.controller.name
+    screen["contact"] = f.controller.contact
+    screen["durations"] = {
+        # float(): a default of 60 and a configured 60.0 are the same duration and must hash the same.
+        "idle_timeout_seconds": float(_longest_idle_seconds(cfg)),
+        "idle_warning_seconds": float(cfg.session.idle_warning_seconds),
+        "delivery_window_minutes": cfg.delivery.window_minutes,
+    }
+    return screen
 
 
 def consent_summary(
     cfg: KioskConfig, lang: str = "en", *, controller: Controller | None = None
 ) -> dict[str, Any]:
-    """The short consent text the kiosk shows before the camera opens, as plain data for the UI.
+    """The consent screen in English, alongside the English documents (``consent_screen`` for the others).
 
-    Keys: ``lang``, ``policy_version``, ``title``, ``intro``, ``items`` (a list of ``{"id", "title", "text"}``
-    in display order: what, why, where, how_long, never, choices, receipt), ``accept``, ``decline``,
-    ``controller``, ``contact`` and ``durations`` (the numbers behind the text: ``idle_timeout_seconds``,
-    ``idle_warning_seconds``, ``delivery_window_minutes``). Every duration comes from ``cfg``.
-    Raises ``ComplianceError`` for a language without text.
+    Raises ``ComplianceError`` for another language: the documents of this module are English only.
     """
     _check_lang(lang)
-    f = _facts(cfg, controller)
-    takes = "one photo" if f.max_takes == 1 else f"up to {f.max_takes} photos"
-    items = [
-        (
-            "what",
-            "What we capture",
-            f"Only after you tap “I agree”: {takes} of you from this camera, to make your headshot. The "
-            "kiosk finds your face to frame the picture; it does not recognise who you are.",
-        ),
-        ("why", "Why", "Only to make your headshot and give it to you. Nothing else."),
-        (
-            "where",
-            "Where it stays",
-            "Inside this kiosk, in memory, encrypted. Never written to a disk, never sent to the internet "
-            "or a cloud.",
-        ),
-        (
-            "how_long",
-            "How long",
-            "Until you finish or tap “Delete now”. If you walk away, everything is deleted after "
-            f"{f.idle_longest} without a touch. If you take the QR code, your photo waits for you, "
-            f"encrypted, for at most {f.delivery_window}; the link works once and only your QR code can "
-            "open it.",
-        ),
-        (
-            "never",
-            "Never",
-            "Your photo is not uploaded, not used to train AI, not shared and not sold. Staff cannot see it.",
-        ),
-        (
-            "choices",
-            "Your choices",
-            "You can say no: nothing is captured. At any time, “What we hold” shows what the kiosk has "
-            "about you and “Delete now” erases it and withdraws your consent.",
-        ),
-        (
-            "receipt",
-            "Your receipt",
-            "We keep an anonymous receipt: a random code shown to you, the version of this notice, your "
-            "yes/no answers, how the visit ended and the time to the minute. No photo, no name.",
-        ),
-    ]
-    return {
-        "lang": lang,
-        "policy_version": f.policy_version,
-        "title": "Before we take your photo",
-        "intro": f"{f.event} makes your headshot right here, on this kiosk.",
-        "items": [{"id": key, "title": title, "text": text} for key, title, text in items],
-        "accept": "I agree — take my photo",
-        "decline": "No thanks",
-        "controller": f.controller.name,
-        "contact": f.controller.contact,
-        "durations": {
-            "idle_timeout_seconds": max(
-                cfg.session.consent_idle_timeout_seconds,
-                cfg.session.preview_idle_timeout_seconds,
-                cfg.session.review_idle_timeout_seconds,
-                cfg.session.delivery_idle_timeout_seconds,
-            ),
-            "idle_warning_seconds": cfg.session.idle_warning_seconds,
-            "delivery_window_minutes": cfg.delivery.window_minutes,
-        },
-    }
+    return consent_screen(cfg, lang, controller=controller)
 
 
 # ---------------------------------------------------------------------------------------------- documents
@@ -642,12 +809,28 @@ def render_documents(cfg: KioskConfig, *, controller: Controller | None = None) 
     }
 
 
-def policy_text(cfg: KioskConfig, *, controller: Controller | None = None) -> str:
-    """The exact text a guest consents to: the policy version, the consent screen and the privacy notice.
+def _policy_languages(cfg: KioskConfig) -> list[str]:
+    """English (the documents' language) plus every language the guest may pick, in a fixed order."""
+    return [lang for lang in CONSENT_LANGUAGES if lang == "en" or lang in cfg.event.languages]
 
-    Canonical (JSON with sorted keys for the screen), so the same config always gives the same text.
+
+def policy_text(cfg: KioskConfig, *, controller: Controller | None = None) -> str:
+    """The exact text a guest consents to: the policy version, the consent screen in every offered language
+    and the privacy notice.
+
+    For each language it holds the consent templates with their translations, the values filled into them
+    from ``cfg`` and the screen they render to, so a receipt's hash pins the wording the guest read in
+    whichever language they chose. Canonical (JSON, sorted keys): the same config always gives the same text.
     """
-    screen = json.dumps(consent_summary(cfg, "en", controller=controller), sort_keys=True, ensure_ascii=False)
+    screens = {}
+    for lang in _policy_languages(cfg):
+        t = consent_translator(lang)
+        screens[lang] = {
+            "templates": consent_templates(t),
+            "values": consent_values(cfg, t),
+            "screen": consent_screen(cfg, lang, translator=t, controller=controller),
+        }
+    screen = json.dumps(screens, sort_keys=True, ensure_ascii=False)
     notice = privacy_notice(cfg, "en", controller=controller)
     return f"policy {cfg.event.policy_version}\n{screen}\n{notice}"
 

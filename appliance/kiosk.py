@@ -548,6 +548,33 @@ class Kiosk:
         with self._lock:
             self._paused = False
 
+    def update_event(
+        self,
+        cfg: KioskConfig,
+        *,
+        require_idle: bool = False,
+        on_receipt: Callable[[Receipt], None] | None = None,
+    ) -> None:
+        """Staff changed the event: swap in ``cfg``, which may differ from the current config only in
+        ``[event]`` and the delivery window (camera, store, engine and listeners are fixed while running).
+        ``require_idle``: only while paused with no visit (settings that change the consent text).
+        ``on_receipt`` replaces the receipt sink (its policy hash follows the consent text)."""
+        with self._lock:
+            if require_idle and (not self._paused or self._session is not None):
+                raise NotAllowed("pause the kiosk and wait until no visit is in progress")
+            fixed = ("camera", "store", "ui", "session", "engine", "staff", "audit")
+            changed = [name for name in fixed if getattr(cfg, name) != getattr(self.cfg, name)]
+            delivery = cfg.delivery.model_copy(update={"window_minutes": self.cfg.delivery.window_minutes})
+            if delivery != self.cfg.delivery:
+                changed.append("delivery")
+            if changed:
+                raise ValueError(f"only [event] and the delivery window change at run time, not {changed}")
+            self.cfg = cfg
+            if self.deliveries is not None:
+                self.deliveries.window_seconds = cfg.delivery.window_minutes * 60
+            if on_receipt is not None:
+                self.on_receipt = on_receipt
+
     def staff_abort(self) -> bool:
         """Abort the current visit (wipes it). Returns whether there was one."""
         with self._lock:

@@ -1,11 +1,13 @@
 """Production servers for the guest UI and the delivery listener: cheroot, threaded, in-process.
 
 ``listeners(kiosk, cfg)`` is the ``headshot_kiosk.listeners`` entry point that ``python -m appliance run``
-discovers; it returns two ``Listener`` objects to ``start()`` and ``stop()``:
+discovers; it returns three ``Listener`` objects to ``start()`` and ``stop()``:
 
 * the guest UI on ``[ui] host/port`` — plain HTTP, loopback only (the kiosk's own browser);
 * the delivery listener on ``[delivery] host/port`` — TLS, with the certificate and key from the config or,
-  for a loopback laptop demo without them, an ephemeral self-signed pair made in memory at start-up.
+  for a loopback laptop demo without them, an ephemeral self-signed pair made in memory at start-up;
+* the staff console on ``[staff] host/port`` — TLS with the configured certificate, or plain HTTP when bound
+  to loopback without one (reached on the device or through an SSH tunnel); never plain HTTP off loopback.
 
 Never Flask's development server, never debug mode (STYLE.md §8).
 """
@@ -248,6 +250,42 @@ def delivery_listener(kiosk: Kiosk, cfg: KioskConfig) -> Listener:
     )
 
 
+def staff_tls(cfg: KioskConfig) -> tuple[BuiltinSSLAdapter, bytes] | None:
+    """The staff console's TLS adapter and certificate from the config; None for a loopback console without
+    one. Off loopback a certificate is required (config validation refuses it too: passwords and TOTP codes
+    must never cross the network in clear text)."""
+    s = cfg.staff
+    if s.tls_cert_path is not None and s.tls_key_path is not None:
+        return _harden(
+            BuiltinSSLAdapter(str(s.tls_cert_path), str(s.tls_key_path))
+        ), s.tls_cert_path.read_bytes()
+    if not is_loopback(s.host):
+        raise ValueError("staff.tls_cert_path and staff.tls_key_path are required off loopback")
+    return None
+
+
+def staff_listener(kiosk: Kiosk, cfg: KioskConfig) -> Listener:
+    """The staff console on ``[staff] host/port`` with its accounts file and the audit trail."""
+    from appliance.audit import AuditLog  # noqa: PLC0415 - keep `import kiosk_ui.serve` light
+    from appliance.staff import StaffStore  # noqa: PLC0415
+    from kiosk_ui.staff import STAFF_THREADS, create_staff_app  # noqa: PLC0415
+
+    tls = staff_tls(cfg)
+    app = create_staff_app(
+        kiosk, cfg, store=StaffStore(cfg.staff.accounts_path), audit=AuditLog(cfg.audit.path)
+    )
+    return Listener(
+        "staff",
+        app,
+        cfg.staff.host,
+        cfg.staff.port,
+        threads=STAFF_THREADS,
+        ssl_adapter=tls[0] if tls is not None else None,
+        cert_pem=tls[1] if tls is not None else None,
+    )
+
+
 def listeners(kiosk: Kiosk, cfg: KioskConfig) -> list[Listener]:
-    """Both listeners, not yet started (``python -m appliance run`` calls ``start()`` on each)."""
-    return [ui_listener(kiosk, cfg), delivery_listener(kiosk, cfg)]
+    """The guest UI, delivery and staff listeners, not yet started (``python -m appliance run`` calls
+    ``start()`` on each)."""
+    return [ui_listener(kiosk, cfg), delivery_listener(kiosk, cfg), staff_listener(kiosk, cfg)]

@@ -1,69 +1,43 @@
-"""Translated text the templates and the page script need, generated from the config where it states facts
-(retention times, link window, policy version) so the consent summary cannot drift from what the kiosk does.
+"""Translated text the templates and the page script need.
+
+The consent screen is not worded here: its templates live in ``appliance.compliance`` (the text the receipt's
+policy hash covers) and their translations in the consent catalogs next to it. ``consent_summary`` renders
+them through Flask-Babel, in the request's language, so the guest reads exactly the hashed wording.
 
 All strings go through Flask-Babel; call these inside a request.
 """
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
+from flask_babel import Domain, get_locale
 from flask_babel import gettext as _
+
+from appliance.compliance import CONSENT_CATALOGS, CONSENT_DOMAIN, consent_screen
 
 if TYPE_CHECKING:
     from appliance.config import KioskConfig
 
+# A Flask-Babel domain over the appliance's consent catalogs: same locale selection and caching as the UI's
+# own ``messages`` catalogs, but its own files, so the two can never disagree about a consent sentence.
+_CONSENT = Domain(translation_directories=[str(CONSENT_CATALOGS)], domain=CONSENT_DOMAIN)
 
-def consent_summary(cfg: KioskConfig) -> list[tuple[str, str]]:
-    """The plain-language consent summary as (heading, sentence) pairs, facts taken from ``cfg``."""
-    s = cfg.session
-    idle = int(
-        max(
-            s.consent_idle_timeout_seconds,
-            s.preview_idle_timeout_seconds,
-            s.review_idle_timeout_seconds,
-            s.delivery_idle_timeout_seconds,
-        )
-    )
-    return [
-        (
-            _("What we capture"),
-            _(
-                "Pictures from the camera while you pose, and the headshots made from them. "
-                "We do not ask for your name, e-mail or phone number."
-            ),
-        ),
-        (_("Why"), _("Only to make your headshot and hand it to you.")),
-        (
-            _("Where it stays"),
-            _(
-                "Only in this kiosk's memory (RAM), encrypted with a key made for your visit alone. "
-                "Nothing is written to disk."
-            ),
-        ),
-        (
-            _("How long"),
-            _(
-                "Everything is deleted when you finish, when you press Delete now, or after "
-                "%(seconds)s seconds without activity. Your download link works once, for %(minutes)s "
-                "minutes.",
-                seconds=idle,
-                minutes=cfg.delivery.window_minutes,
-            ),
-        ),
-        (
-            _("What we never do"),
-            _("Nothing is uploaded, shared, kept after your visit, or used to train AI."),
-        ),
-        (
-            _("Your rights"),
-            _(
-                "You can see what we hold and delete it at any time. Declining captures nothing. "
-                "You get an anonymous receipt code (no image, no name) for notice version %(version)s.",
-                version=cfg.event.policy_version,
-            ),
-        ),
-    ]
+
+class _FlaskBabelConsent:
+    """``appliance.compliance.ConsentTranslator`` backed by Flask-Babel's consent domain."""
+
+    def gettext(self, msgid: str) -> str:
+        # No variables: Flask-Babel then returns the translation unformatted; compliance fills it.
+        return str(_CONSENT.gettext(msgid))
+
+    def ngettext(self, singular: str, plural: str, num: int) -> str:
+        return str(_CONSENT.ngettext(singular, plural, num))
+
+
+def consent_summary(cfg: KioskConfig) -> dict[str, Any]:
+    """The consent screen in the request's language (see ``appliance.compliance.consent_screen``)."""
+    return consent_screen(cfg, str(get_locale()), translator=_FlaskBabelConsent())
 
 
 def client_strings() -> dict[str, str]:

@@ -1,0 +1,294 @@
+"""What the staff console shows and ``/metrics`` exports: counts, durations and states, never contents.
+
+Everything is read at request (or scrape) time from ``Kiosk.health()``, the audit trail's receipt outcomes,
+the pinned model checksums and ``/sys/class/thermal``. Nothing here can reach a pixel, a session id, a render
+id, a receipt code or a delivery token: ``health()`` carries none, and the audit trail is read for outcome
+and date only.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import math
+import os
+from collections import Counter
+from collections.abc import Iterable, Iterator, Sequence
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from importlib import metadata
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from prometheus_client import CollectorRegistry, generate_latest
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
+from prometheus_client.registry import Collector
+
+if TYPE_CHECKING:
+    from appliance.audit import AuditLog
+    from appliance.kiosk import Kiosk
+
+__all__ = [
+    "THERMAL_ROOT",
+    "KioskCollector",
+    "Temperature",
+    "dashboard",
+    "metrics_text",
+    "percentile",
+    "read_temperatures",
+    "receipts_today",
+]
+
+logger = logging.getLogger(__name__)
+
+THERMAL_ROOT = Path("/sys/class/thermal")
+# Reading the audit log backwards stops at the first receipt of an earlier day; this bounds the work when the
+# log is years long and today's part is short.
+_TAIL_CHUNK_BYTES = 64 * 1024
+# The counters of Kiosk.health() that /metrics exports, and the outcome label each session counter gets.
+_OUTCOME_COUNTERS = {
+    "completed": "completed",
+    "declined": "declined",
+    "timed_out": "timed_out",
+    "deleted_by_guest": "deleted_by_guest",
+    "revoked": "revoked",
+    "staff_aborts": "staff_aborted",
+}
+
+
+def percentile(values: Sequence[float], q: float) -> float | None:
+    """The ``q``-th percentile (0-100, nearest rank) of ``values``; None when there are none."""
+    if not values:
+        return None
+    ordered = sorted(values)
+    rank = max(1, math.ceil(q / 100 * len(ordered)))
+    return float(ordered[rank - 1])
+
+
+@dataclass(frozen=True)
+class Temperature:
+    """One thermal zone: its directory name (``thermal_zone0``), its kernel type (``cpu-thermal``,
+    ``GPU-therm``...; several zones may share one) and degrees Celsius."""
+
+    zone: str
+    kind: str
+    celsius: float
+
+
+def read_temperatures(root: Path = THERMAL_ROOT) -> list[Temperature]:
+    """Every readable ``thermal_zone*/temp`` under ``root`` (millidegrees in the kernel ABI); [] if none.
+
+    Containers, VMs and some laptops expose no zones, or zones whose ``temp`` read fails (EINVAL, ENODATA):
+    those are skipped, and the dashboard says "n/a".
+    """
+    found = []
+    for zone in sorted(root.glob("thermal_zone*")):
+        try:
+            millidegrees = int((zone / "temp").read_text().strip())
+        except (OSError, ValueError):
+            continue
+        try:
+            kind = (zone / "type").read_text().strip() or "unknown"
+        except OSError:
+            kind = "unknown"
+        found.append(Temperature(zone.name, kind, millidegrees / 1000.0))
+    return found
+
+
+def receipts_today(audit: AuditLog, today: str) -> Counter[str]:
+    """Consent-receipt outcomes whose ``ended`` falls on ``today`` (``YYYY-MM-DD``, UTC), counted by outcome.
+
+    Reads the log from its end and stops at the first receipt of an earlier day (the log is in time order).
+    Only ``type``, ``ended`` and ``outcome`` are looked at. A line being appended right now may be cut short;
+    it is skipped and counted on the next view.
+    """
+    counts: Counter[str] = Counter()
+    try:
+        fd = os.open(audit.log_path, os.O_RDONLY | os.O_CLOEXEC | os.O_NOFOLLOW)
+    except OSError:
+        return counts
+    try:
+        for line in _lines_backwards(fd):
+            try:
+                record = json.loads(line)
+            except (UnicodeDecodeError, ValueError):
+                continue
+            if not isinstance(record, dict) or record.get("type") != "consent":
+                continue
+            ended = str(record.get("ended", ""))
+            if ended[:10] < today:
+                break
+            if ended.startswith(today):
+                counts[str(record.get("outcome"))] += 1
+    finally:
+        os.close(fd)
+    return counts
+
+
+def _lines_backwards(fd: int) -> Iterator[bytes]:
+    """The complete lines of the file behind ``fd``, last first."""
+    position = os.fstat(fd).st_size
+    rest = b""
+    while position > 0:
+        size = min(_TAIL_CHUNK_BYTES, position)
+        position -= size
+        chunk = os.pread(fd, size, position) + rest
+        lines = chunk.split(b"\n")
+        rest = lines[0]  # may continue in the previous chunk
+        yield from (line for line in reversed(lines[1:]) if line)
+    if rest:
+        yield rest
+
+
+def _runtime_versions() -> dict[str, str]:
+    """Installed inference runtimes and their versions (what ``backend = "auto"`` can pick from)."""
+    versions = {}
+    for package in ("onnxruntime", "onnxruntime-gpu", "tensorrt"):
+        try:
+            versions[package] = metadata.version(package)
+        except metadata.PackageNotFoundError:
+            continue
+    return versions
+
+
+def _model_versions(models_dir: Path) -> dict[str, str]:
+    """Model file -> first 12 hex digits of its pinned sha256 (models/SHA256SUMS): the model's version."""
+    try:
+        lines = (models_dir / "SHA256SUMS").read_text(encoding="utf-8").splitlines()
+    except OSError:
+        return {}
+    versions = {}
+    for line in lines:
+        digest, _, name = line.strip().partition("  ")
+        if digest and name and not line.startswith("#"):
+            versions[name.lstrip("*")] = digest[:12]
+    return versions
+
+
+def dashboard(
+    kiosk: Kiosk, audit: AuditLog, *, now: float, thermal_root: Path = THERMAL_ROOT
+) -> dict[str, Any]:
+    """Everything the dashboard shows, JSON-ready. ``now`` is epoch seconds (for "today", UTC)."""
+    health = kiosk.health()
+    today = datetime.fromtimestamp(now, tz=timezone.utc).strftime("%Y-%m-%d")
+    outcomes = receipts_today(audit, today)
+    render_ms = [float(v) for v in health["render_ms"]]
+    wipe_ms = [float(v) for v in health["wipe_ms"]]
+    return {
+        "phase": health["phase"],
+        "paused": health["paused"],
+        "camera": health["camera"],
+        "worker": health["worker"],
+        "engine": {
+            "backend": kiosk.cfg.engine.backend,
+            "runtimes": _runtime_versions(),
+            "models": _model_versions(kiosk.cfg.engine.models_dir),
+        },
+        "render_ms": {
+            "p50": percentile(render_ms, 50),
+            "p95": percentile(render_ms, 95),
+            "samples": len(render_ms),
+        },
+        "wipe_ms": {"p50": percentile(wipe_ms, 50), "p95": percentile(wipe_ms, 95), "samples": len(wipe_ms)},
+        "today": {
+            "date": today,
+            "visits": sum(outcomes.values()),
+            "completed": outcomes["delivered"],
+            "declined": outcomes["declined"],
+            "timed_out": outcomes["timed_out"],
+            "deleted_by_guest": outcomes["deleted"] + outcomes["revoked"],
+            "aborted_by_staff": outcomes["aborted"],
+            "errors": outcomes["error"],
+        },
+        "since_start": health["counters"],
+        "store": health["store"],
+        "deliveries_pending": health["deliveries_pending"],
+        "uptime_seconds": health["uptime_seconds"],
+        "temperatures": [(t.kind, t.celsius) for t in read_temperatures(thermal_root)],
+    }
+
+
+class KioskCollector(Collector):
+    """A Prometheus collector that reads ``kiosk.health()`` at scrape time (no state of its own)."""
+
+    def __init__(self, kiosk: Kiosk, *, thermal_root: Path = THERMAL_ROOT) -> None:
+        self.kiosk = kiosk
+        self.thermal_root = thermal_root
+
+    def collect(self) -> Iterable[Metric]:
+        health = self.kiosk.health()
+        counters = health["counters"]
+        prefix = "headshot_kiosk"
+
+        started = CounterMetricFamily(
+            f"{prefix}_sessions_started", "Guest visits started (attract -> consent)."
+        )
+        started.add_metric([], counters["started"])
+        yield started
+        ended = CounterMetricFamily(
+            f"{prefix}_sessions_ended", "Guest visits ended, by outcome.", labels=["outcome"]
+        )
+        for key, outcome in _OUTCOME_COUNTERS.items():
+            ended.add_metric([outcome], counters[key])
+        yield ended
+        for key, doc in (
+            ("wipes", "Session wipes (every visit ends in one)."),
+            ("errors", "Visits ended by a camera, engine or worker error."),
+            ("worker_deaths", "Session worker processes that died during a visit."),
+        ):
+            counter = CounterMetricFamily(f"{prefix}_{key}", doc)
+            counter.add_metric([], counters[key])
+            yield counter
+
+        for name, values, doc in (
+            ("render_duration_seconds", health["render_ms"], "Headshot render time over the last renders."),
+            ("wipe_duration_seconds", health["wipe_ms"], "Wipe time over the last wipes."),
+        ):
+            family = GaugeMetricFamily(f"{prefix}_{name}", doc, labels=["quantile"])
+            for q in (50, 95):
+                value = percentile(values, q)
+                family.add_metric([f"{q / 100:g}"], math.nan if value is None else value / 1000.0)
+            yield family
+
+        store = health["store"]
+        for key, name, doc in (
+            ("bytes_used", "store_used_bytes", "Ciphertext bytes in the RAM store."),
+            ("capacity_bytes", "store_capacity_bytes", "Size cap of the RAM store."),
+            ("objects", "store_objects", "Encrypted objects in the RAM store."),
+        ):
+            family = GaugeMetricFamily(f"{prefix}_{name}", doc)
+            family.add_metric([], store[key])
+            yield family
+
+        worker = health["worker"]
+        camera_state = str(health["camera"].get("state", "unknown"))
+        for name, value, doc in (
+            ("paused", health["paused"], "1 while staff have paused the kiosk."),
+            ("session_active", health["phase"] != "idle", "1 while a guest visit is in progress."),
+            ("worker_spare_ready", worker["spare_ready"], "1 while a warm spare worker is ready."),
+            ("worker_session_alive", worker["session_worker"], "1 while a visit's worker process runs."),
+            ("camera_open", camera_state not in ("closed", "unknown"), "1 while the camera is open."),
+            ("deliveries_pending", health["deliveries_pending"], "Download links not yet used or expired."),
+            ("uptime_seconds", health["uptime_seconds"], "Seconds since the kiosk started."),
+        ):
+            family = GaugeMetricFamily(f"{prefix}_{name}", doc)
+            family.add_metric([], float(value))
+            yield family
+
+        temperatures = GaugeMetricFamily(
+            f"{prefix}_temperature_celsius", "Thermal zone temperatures.", labels=["zone", "type"]
+        )
+        for temperature in read_temperatures(self.thermal_root):
+            temperatures.add_metric([temperature.zone, temperature.kind], temperature.celsius)
+        yield temperatures
+
+
+def metrics_text(kiosk: Kiosk, *, thermal_root: Path = THERMAL_ROOT) -> bytes:
+    """The Prometheus text exposition of ``kiosk`` right now.
+
+    A private registry per call: the global one would also export whatever else registered itself in the
+    process, and a fresh registry holds nothing between scrapes.
+    """
+    registry = CollectorRegistry(auto_describe=False)
+    registry.register(KioskCollector(kiosk, thermal_root=thermal_root))
+    return generate_latest(registry)
