@@ -8,7 +8,7 @@ EXTRAS ?= dev
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed-$(shell cat pyproject.toml | sha256sum | cut -c1-12)
 
-.PHONY: venv models system-deps run test test-device lint bench convert-models provision doctor clean
+.PHONY: venv models system-deps run test test-device lint bench audit audit-quick convert-models provision doctor clean
 
 venv: $(STAMP)
 $(STAMP): pyproject.toml
@@ -58,6 +58,14 @@ bench: venv models
 # Reproduces the committed ONNX conversions of the MediaPipe models (needs tensorflow-cpu; not part of `make test`).
 convert-models:
 	$(PYTHON) tools/convert_mediapipe_models.py
+
+# Whole-system privacy, fault and load audit (issue 7; root): real kiosk, kill -9, residue and memory scans,
+# fuzzing, load. Writes build/audit/REPORT.md; exit 1 on any finding.
+audit: venv models system-deps
+	$(PY) -m tests.audit --full --out build/audit
+
+audit-quick: venv models system-deps
+	$(PY) -m tests.audit --quick --out build/audit
 
 # On the device (root): render and install units, tmpfs, sysctl/journald/coredump policy; audit posture.
 provision: venv

@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import importlib
 import logging
+import os
 import signal
 import sys
 import threading
@@ -46,7 +47,23 @@ def discover_listeners() -> list[Callable[..., list[Listener]]]:
     return [ep.load() for ep in entry_points(group=LISTENER_GROUP)]
 
 
+# The main process relays images and delivery links through Python buffers that it frees but cannot
+# overwrite. glibc scrubs freed memory when MALLOC_PERTURB_ is set, and PYTHONMALLOC=malloc routes Python's
+# own small-object allocations through glibc so they are scrubbed too. Both are read once at process start,
+# hence the re-exec (same pid, so systemd's Type=notify is unaffected). Found by the P1-6 memory scan of
+# tests/audit: without them, freed render bytes stayed readable in the main process.
+SCRUB_ENV = {"PYTHONMALLOC": "malloc", "MALLOC_PERTURB_": "165"}
+
+
+def _reexec_with_scrubbing(argv: Sequence[str]) -> None:
+    if all(os.environ.get(k) == v for k, v in SCRUB_ENV.items()):
+        return
+    env = {**os.environ, **SCRUB_ENV}
+    os.execve(sys.executable, [sys.executable, "-m", "appliance", "run", *argv], env)  # noqa: S606 - our own argv
+
+
 def run_main(argv: Sequence[str]) -> int:
+    _reexec_with_scrubbing(argv)
     parser = argparse.ArgumentParser(prog="python -m appliance run")
     parser.add_argument("--config", type=Path, default=None)
     parser.add_argument("--log-level", default="INFO", choices=["DEBUG", "INFO", "WARNING", "ERROR"])

@@ -1,0 +1,142 @@
+"""Visits through a real browser: Debian's Chromium, driven by Playwright, on the kiosk page; a second
+browser context plays the phone and saves the photo over TLS. Skipped with a note when either is missing."""
+
+from __future__ import annotations
+
+import hashlib
+import shutil
+from pathlib import Path
+from typing import Any
+
+from tests.audit.state import Audit
+
+CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
+LAUNCH_ARGS = [
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--disable-breakpad",
+    "--disk-cache-size=1",
+]
+TIMEOUT_MS = 60_000
+
+
+def _visible(page: Any, screen: str) -> None:
+    page.wait_for_selector(f"#screen-{screen}", state="visible", timeout=TIMEOUT_MS)
+
+
+def _loaded(page: Any, selector: str) -> None:
+    page.wait_for_function(
+        "sel => { const i = document.querySelector(sel); return i && i.complete && i.naturalWidth > 0; }",
+        arg=selector,
+        timeout=TIMEOUT_MS,
+    )
+
+
+def run_browser_shares(audit: Audit, count: int) -> None:
+    """``count`` whole visits in Chromium: consent, preview, capture, another background, deliver, the
+    phone saves the photo, finish."""
+    if not Path(CHROMIUM).exists():
+        audit.note(f"browser share skipped: {CHROMIUM} is not installed (apt-get install chromium)")
+        return
+    try:
+        from playwright.sync_api import sync_playwright
+    except ImportError:
+        audit.note("browser share skipped: the playwright package is not installed")
+        return
+    api = audit.api()
+    with sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=CHROMIUM, args=LAUNCH_ARGS, headless=True)
+        try:
+            for n in range(count):
+                audit.visits["browser"] += 1
+                try:
+                    _one_visit(audit, browser, api, n)
+                except Exception as exc:  # a browser step failing is a finding, not a crash of the audit
+                    audit.fail(f"browser visit {n}: {type(exc).__name__}: {str(exc)[:300]}")
+                    state = api.get("/api/session").json()
+                    if state.get("phase") != "idle":
+                        api.post("/api/session/delete")
+                audit.sessions_since_start += 1
+        finally:
+            browser.close()
+
+
+def _one_visit(audit: Audit, browser: Any, api: Any, n: int) -> None:
+    ctx = browser.new_context(viewport={"width": 1280, "height": 800})
+    try:
+        page = ctx.new_page()
+        csp_errors: list[str] = []
+        page.on(
+            "console",
+            lambda m: csp_errors.append(m.text) if "Content Security Policy" in m.text else None,
+        )
+        page.goto(audit.layout.ui_url + "/")
+        _visible(page, "attract")
+        page.click("#start")
+        _visible(page, "consent")
+        page.check("#agree")
+        page.click("#accept")
+        _visible(page, "preview")
+        _loaded(page, "#preview")
+        for pid in audit.kiosk.workers():
+            audit.session_workers.add(pid)
+        page.click("#shoot")
+        _visible(page, "review")
+        _loaded(page, "#result")
+        first = page.get_attribute("#result", "src")
+        page.click("#bg-choices button:nth-child(2)")
+        page.wait_for_function(
+            "src => document.getElementById('result').getAttribute('src') !== src",
+            arg=first,
+            timeout=TIMEOUT_MS,
+        )
+        page.wait_for_selector("#review-busy", state="hidden", timeout=TIMEOUT_MS)
+        _loaded(page, "#result")
+        src = str(page.get_attribute("#result", "src"))
+        for url in {str(first), src}:
+            reply = api.get(url)  # the harness learns the bytes the browser showed
+            if reply.status == 200:
+                audit.learn_image(reply.body, "browser-render")
+        render_sha = hashlib.sha256(api.get(src).body).hexdigest()
+        with page.expect_response("**/api/session/deliver", timeout=TIMEOUT_MS) as info:
+            page.click("#deliver")
+        url = str(info.value.json()["url"])
+        _visible(page, "delivery")
+        _loaded(page, "#qr")
+        token = url.split("/d/", 1)[1]
+        audit.learn_token(token, render_sha)
+        phone_ctx = browser.new_context(
+            ignore_https_errors=True,
+            accept_downloads=True,
+            viewport={"width": 390, "height": 844},
+            is_mobile=True,
+            has_touch=True,
+        )
+        try:
+            phone = phone_ctx.new_page()
+            phone.goto(url)
+            with phone.expect_download(timeout=TIMEOUT_MS) as dl:
+                phone.click("#save")
+            download = dl.value
+            saved = Path(download.path()).read_bytes()
+            download.delete()  # the phone's copy is the guest's; the audit must not leave it in /tmp
+            if hashlib.sha256(saved).hexdigest() != render_sha:
+                raise AssertionError("the phone saved other bytes than the headshot shown")
+            audit.deliveries[token].state = "collected"
+            again = phone.goto(url)
+            if again is None or again.status != 404:
+                raise AssertionError("a spent link did not answer 404 in the phone's browser")
+        finally:
+            phone_ctx.close()
+        page.click("#finish")
+        _visible(page, "done")
+        if csp_errors:
+            raise AssertionError(f"CSP violations: {csp_errors[:3]}")
+    finally:
+        ctx.close()
