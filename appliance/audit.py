@@ -40,6 +40,7 @@ from typing import Any, Protocol
 
 from appliance.compliance import Controller, policy_hash
 from appliance.config import ConfigError, KioskConfig, load_config
+from appliance.fileowner import keep_owner
 from appliance.lifecycle import WipeReason
 
 __all__ = [
@@ -155,22 +156,6 @@ def _minute(value: datetime | float) -> str:
     return moment.strftime("%Y-%m-%dT%H:%MZ")  # strftime truncates seconds: rounding down
 
 
-def _keep_owner(fd: int, target: Path) -> None:
-    """Give the file behind ``fd`` the owner of ``target`` (the file it replaces, else its directory).
-
-    Provisioning hands these files to the service user; an admin running a command as root must not take
-    them back (a 0600 file owned by root is unreadable to the service). Only root can chown; for anyone else
-    the owner is already right, so a refusal is ignored.
-    """
-    try:
-        reference = os.stat(target)
-    except FileNotFoundError:
-        reference = os.stat(target.parent)
-    if (reference.st_uid, reference.st_gid) != (os.geteuid(), os.getegid()):
-        with contextlib.suppress(PermissionError):
-            os.fchown(fd, reference.st_uid, reference.st_gid)
-
-
 def _canonical(record: Mapping[str, Any]) -> bytes:
     return json.dumps(record, sort_keys=True, separators=(",", ":"), ensure_ascii=True).encode("ascii")
 
@@ -263,7 +248,7 @@ class AuditLog:
             if not stat.S_ISREG(os.fstat(fd).st_mode):
                 raise AuditError(f"audit log {self.log_path} is not a regular file")
             if write and created:
-                _keep_owner(fd, self.directory)
+                keep_owner(fd, self.directory)
             # The log inode is never replaced (append-only), so it can carry the lock itself.
             fcntl.flock(fd, fcntl.LOCK_EX if write else fcntl.LOCK_SH)
             yield fd
@@ -293,7 +278,7 @@ class AuditLog:
         tmp = self.directory / f".{HEAD_NAME}.{secrets.token_hex(8)}.tmp"
         fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC | os.O_NOFOLLOW, 0o600)
         try:
-            _keep_owner(fd, self.head_path)
+            keep_owner(fd, self.head_path)
             os.write(fd, payload)
             os.fsync(fd)
         finally:

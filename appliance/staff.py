@@ -45,6 +45,7 @@ from argon2.exceptions import InvalidHashError, VerificationError
 
 from appliance.audit import AuditError, AuditLog
 from appliance.config import ConfigError, load_config
+from appliance.fileowner import keep_owner
 
 __all__ = [
     "PRODUCTION_ARGON2",
@@ -207,22 +208,6 @@ def _role(value: str | Role) -> Role:
         raise StaffError(f"unknown role {value!r}: expected 'operator' or 'admin'") from None
 
 
-def _keep_owner(fd: int, target: Path) -> None:
-    """Give the file behind ``fd`` the owner of ``target`` (the file it replaces, else its directory).
-
-    Provisioning hands these files to the service user; an admin running a command as root must not take
-    them back (a 0600 file owned by root is unreadable to the service). Only root can chown; for anyone else
-    the owner is already right, so a refusal is ignored.
-    """
-    try:
-        reference = os.stat(target)
-    except FileNotFoundError:
-        reference = os.stat(target.parent)
-    if (reference.st_uid, reference.st_gid) != (os.geteuid(), os.getegid()):
-        with contextlib.suppress(PermissionError):
-            os.fchown(fd, reference.st_uid, reference.st_gid)
-
-
 def _qr_text(uri: str) -> str:
     buffer = io.StringIO()
     # compact=True draws two modules per character cell with half blocks, so it fits an 80x24 terminal and
@@ -280,7 +265,7 @@ class StaffStore:
         fd = os.open(self._lock_path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC | os.O_NOFOLLOW, 0o600)
         try:
             if created:
-                _keep_owner(fd, self.path)
+                keep_owner(fd, self.path)
             fcntl.flock(fd, fcntl.LOCK_EX)
             yield
         finally:
@@ -343,7 +328,7 @@ class StaffStore:
         fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC | os.O_NOFOLLOW, 0o600)
         try:
             os.fchmod(fd, 0o600)  # the umask may have filtered the mode; be explicit
-            _keep_owner(fd, self.path)
+            keep_owner(fd, self.path)
             with os.fdopen(fd, "wb") as handle:
                 handle.write(payload + b"\n")
                 handle.flush()
