@@ -14,6 +14,7 @@ Never Flask's development server, never debug mode (STYLE.md §8).
 
 from __future__ import annotations
 
+import contextlib
 import datetime
 import ipaddress
 import logging
@@ -27,6 +28,7 @@ from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from cheroot import server as cheroot_server
 from cheroot import wsgi
 from cheroot.ssl.builtin import BuiltinSSLAdapter
 from cryptography import x509
@@ -51,6 +53,39 @@ SHUTDOWN_TIMEOUT_SECONDS = 2.0
 EPHEMERAL_CERT_DAYS = 30
 
 WsgiApp = Callable[..., Iterable[bytes]]
+
+
+# Headers for the plain-text errors cheroot writes itself, before a request reaches Flask (a malformed
+# request line, CONNECT, an unsupported HTTP version): found by the audit's listener fuzzing (P1-2).
+SERVER_ERROR_HEADERS = (
+    ("Content-Security-Policy", "default-src 'none'; frame-ancestors 'none'"),
+    ("X-Content-Type-Options", "nosniff"),
+    ("X-Frame-Options", "DENY"),
+    ("Referrer-Policy", "no-referrer"),
+    ("Cache-Control", "no-store"),
+)
+
+
+class _HeaderedErrorRequest(cheroot_server.HTTPRequest):  # type: ignore[misc]
+    """cheroot's request handler, but its own error replies carry our security headers and close."""
+
+    def simple_response(self, status: object, msg: str | bytes = "") -> None:
+        body = msg.encode("ISO-8859-1") if isinstance(msg, str) else msg
+        head = [
+            f"{self.server.protocol} {status}",
+            f"Content-Length: {len(body)}",
+            "Content-Type: text/plain",
+            *(f"{name}: {value}" for name, value in SERVER_ERROR_HEADERS),
+            "Connection: close",
+        ]
+        # After an error the request stream cannot be trusted to be in sync: never reuse the connection.
+        self.close_connection = True
+        with contextlib.suppress(OSError):  # the client is gone; nothing to tell it
+            self.conn.wfile.write(("\r\n".join(head) + "\r\n\r\n").encode("ISO-8859-1") + body)
+
+
+class _HeaderedErrorConnection(cheroot_server.HTTPConnection):  # type: ignore[misc]
+    RequestHandlerClass = _HeaderedErrorRequest
 
 
 class AccessLog:
@@ -110,6 +145,7 @@ class Listener:
         # cheroot's own error log goes to stderr raw; route it through logging with the token patterns
         # masked (a malformed request line could carry a /d/ path).
         self._server.error_log = self._error_log  # type: ignore[method-assign]
+        self._server.ConnectionClass = _HeaderedErrorConnection
         if ssl_adapter is not None:
             self._server.ssl_adapter = ssl_adapter
         self.tls = ssl_adapter is not None

@@ -93,3 +93,45 @@ def test_delivery_app_headers_everywhere(kiosk: Kiosk) -> None:
     for response, status in cases:
         assert response.status_code == status
         _check(response, delivery=True)
+
+
+@pytest.mark.parametrize(
+    "request_line",
+    [b"CONNECT /d/x HTTP/1.1", b"GET //../.. HTTP/1.1", b"GET /d/x HTTP/9.9", b"NONSENSE"],
+)
+def test_errors_written_by_the_server_itself_carry_the_headers(kiosk: Kiosk, request_line: bytes) -> None:
+    """Requests cheroot rejects before Flask sees them (found by the audit's fuzzing) over real TLS."""
+    import socket
+    import ssl
+
+    from kiosk_ui.serve import SERVER_ERROR_HEADERS, Listener, delivery_tls
+
+    adapter, cert_pem = delivery_tls(kiosk.cfg)
+    listener = Listener(
+        "delivery",
+        create_delivery_app(kiosk),
+        "127.0.0.1",
+        0,
+        threads=2,
+        ssl_adapter=adapter,
+        cert_pem=cert_pem,
+    )
+    listener.start()
+    try:
+        ctx = ssl.create_default_context(cadata=cert_pem.decode())
+        ctx.check_hostname = False
+        with (
+            socket.create_connection(("127.0.0.1", listener.port), timeout=10) as raw,
+            ctx.wrap_socket(raw) as tls,
+        ):
+            tls.sendall(request_line + b"\r\nHost: localhost\r\n\r\n")
+            reply = b""
+            while chunk := tls.recv(4096):
+                reply += chunk
+        head = reply.split(b"\r\n\r\n", 1)[0].decode("latin-1")
+        status = int(head.split()[1])
+        assert 400 <= status < 600 and status != 500, head
+        for name, value in SERVER_ERROR_HEADERS:
+            assert f"{name}: {value}" in head, head
+    finally:
+        listener.stop()
