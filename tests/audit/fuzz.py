@@ -60,7 +60,9 @@ def _check_headers(
     if "content-security-policy" not in lower and "x-content-type-options" not in lower:
         stats.server_level.append(f"{where} -> {status}")
         return
-    if status >= 500:
+    # 505 HTTP Version Not Supported is the correct protocol answer to a request line such as HTTP/9.9,
+    # not a server fault.
+    if status >= 500 and status != 505:
         stats.server_errors.append(where)
     lower = {k.lower(): v for k, v in headers.items()}
     missing = [h for h in REQUIRED_HEADERS if h.lower() not in lower]
