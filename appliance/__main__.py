@@ -52,7 +52,13 @@ def discover_listeners() -> list[Callable[..., list[Listener]]]:
 # own small-object allocations through glibc so they are scrubbed too. Both are read once at process start,
 # hence the re-exec (same pid, so systemd's Type=notify is unaffected). Found by the P1-6 memory scan of
 # tests/audit: without them, freed render bytes stayed readable in the main process.
-SCRUB_ENV = {"PYTHONMALLOC": "malloc", "MALLOC_PERTURB_": "165"}
+# glibc's per-thread cache (tcache) takes small chunks back *before* the perturb step, so a freed 80-byte
+# string holding a delivery token would survive untouched: turn the cache off in this one process.
+SCRUB_ENV = {
+    "PYTHONMALLOC": "malloc",
+    "MALLOC_PERTURB_": "165",
+    "GLIBC_TUNABLES": "glibc.malloc.tcache_count=0",
+}
 
 
 def _reexec_with_scrubbing(argv: Sequence[str]) -> None:
