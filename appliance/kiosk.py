@@ -14,7 +14,7 @@ import threading
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, NoReturn
 
 from appliance.config import KioskConfig
 from appliance.delivery import DeliveryStore, DeliveryTicket
@@ -650,9 +650,8 @@ class Kiosk:
             raise KioskError(str(exc), code=exc.code, status=status) from None
         except WorkerDied as exc:
             self._fail(exc)
-            raise AssertionError("unreachable") from None  # _fail always raises
 
-    def _fail(self, exc: Exception) -> None:
+    def _fail(self, exc: Exception) -> NoReturn:
         """Any worker failure ends the visit: wipe, tell the guest, recover by itself."""
         s = self._session
         sid = s.id if s is not None else "-"

@@ -28,6 +28,7 @@ import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from multiprocessing.connection import Connection
+from pathlib import Path
 from typing import Any
 
 import cv2
@@ -100,8 +101,6 @@ class SessionWorker:
     def begin(self, session_id: str, capacity_bytes: int | None) -> dict[str, Any]:
         if self.vault is not None:
             raise WorkerError("busy", "this worker already serves a session")
-        from pathlib import Path  # noqa: PLC0415 - keep the module header about the protocol
-
         self.vault = SessionVault.create(Path(self.store_dir), session_id, capacity_bytes=capacity_bytes)
         return {"key_memory": self.vault.key.mechanism.value}
 

@@ -96,12 +96,6 @@ def _toned(image: RgbImage, gains: npt.NDArray[np.float64], pivot: float) -> Rgb
     return np.asarray(cv2.cvtColor(ycc, cv2.COLOR_YCrCb2RGB), dtype=np.uint8)
 
 
-def face_luminance(rgb: RgbImage, mask: BoolMask) -> float:
-    """Mean linear-light luminance of the masked pixels (0–1)."""
-    px = _LINEAR[rgb[mask]]
-    return float((px @ _LUMA).mean()) if px.size else 0.0
-
-
 def _keep_face_luminance(
     face_px: RgbImage, gains: npt.NDArray[np.float64], pivot: float, before: float
 ) -> npt.NDArray[np.float64]:
