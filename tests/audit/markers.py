@@ -198,6 +198,12 @@ class Matcher:
             return []
         return [self._meta[i] for i, _s, _e in self._ac.find_matches_as_indexes(data, overlapping=True)]
 
+    def find_spans(self, data: bytes) -> list[tuple[Pattern, int, int]]:
+        """Patterns found in ``data`` with their start and end offsets."""
+        if self._ac is None or not data:
+            return []
+        return [(self._meta[i], s, e) for i, s, e in self._ac.find_matches_as_indexes(data, overlapping=True)]
+
     def scan_chunks(self, chunks: Iterable[bytes]) -> list[Pattern]:
         """Search a stream read in chunks, carrying an overlap so no match is cut at a boundary."""
         found: list[Pattern] = []

@@ -7,6 +7,7 @@ at that moment — freed but not yet reused heap is included, which is the point
 
 from __future__ import annotations
 
+import os
 from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -14,6 +15,21 @@ from pathlib import Path
 from tests.audit.markers import Hits, Matcher
 
 CHUNK = 16 * 2**20
+DUMP = os.environ.get("HK_AUDIT_MEMDUMP")
+
+
+def _dump_contexts(data: bytes, base: int, label: str, matcher: Matcher) -> None:
+    """Diagnostics (``HK_AUDIT_MEMDUMP=<file>``): append the 160 bytes either side of every hit, the secret
+    itself cut out, so the object that holds it can be recognised (an object header, a neighbouring string).
+    Neighbouring secrets may still show: delete the file before the residue scan, or expect it to be found."""
+    assert DUMP
+    with open(DUMP, "a") as out:
+        for pattern, s, e in matcher.find_spans(data):
+            ctx = data[max(0, s - 160) : s] + b"<SECRET>" + data[e : e + 160]
+            out.write(f"== {pattern.category} {pattern.label} {pattern.encoding} {label} @{base + s:#x}\n")
+            out.write(repr(ctx) + "\n")
+
+
 SKIP = ("[vvar]", "[vvar_vclock]", "[vsyscall]")
 
 
@@ -58,8 +74,10 @@ def scan_process(pid: int, matcher: Matcher) -> MemoryScan:
                 result.unreadable += 1
                 continue
             result.bytes += sum(len(d) for d in data)
+            label = name if not name.startswith("/") else Path(name).name
+            if DUMP:
+                _dump_contexts(b"".join(data), start, label, matcher)
             for pattern in matcher.scan_chunks(data):
-                label = name if not name.startswith("/") else Path(name).name
                 result.hits.add(pattern, f"pid {pid} {label} {perms}")
                 result.where[f"{pattern.category}/{pattern.encoding} in {label}"] += 1
     return result
