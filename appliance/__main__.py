@@ -58,7 +58,8 @@ def discover_listeners() -> list[Callable[..., list[Listener]]]:
 # or more (renders, preview frames) back to the kernel on free. Two arenas instead of glibc's default of
 # eight per core: each of the ~50 listener threads otherwise grows an arena of its own to the size of the
 # largest photo it relayed. Measured over 300 API visits with phone downloads (tests/audit machinery): RSS
-# 81.7 -> 85.9 MiB (+5.1 %, still climbing) without these two, 75.5 -> 77.4 MiB (+2.5 %, flat after 175).
+# 81,720 -> 85,904 KiB (+5.1 %, still climbing) without these two; 75,456 -> 77,372 KiB (+2.5 %, flat
+# from visit 175 on) with them.
 SCRUB_ENV = {
     "PYTHONMALLOC": "malloc",
     "MALLOC_PERTURB_": "165",
