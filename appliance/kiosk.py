@@ -158,6 +158,9 @@ class Kiosk:
         self._spare: WorkerProcess | None = None
         self._spare_ready = threading.Event()
         self._spare_error: str | None = None
+        # The inference runtime the last worker actually loaded: with backend = "auto" the config alone does
+        # not say whether a unit runs TensorRT or fell back to ONNX Runtime.
+        self._engine_backend: str | None = None
         self._spawning = False
         self._spawner: threading.Thread | None = None
         self._paused = False
@@ -215,6 +218,8 @@ class Kiosk:
             return
         with self._lock:
             self._spawning = False
+            backend = info.get("backend")
+            self._engine_backend = str(backend) if backend is not None else None
             if self._closed:
                 worker.kill()
             else:
@@ -603,6 +608,7 @@ class Kiosk:
                     "spare_ready": self._spare is not None,
                     "session_worker": s is not None and s.worker is not None and not s.worker.exited(),
                     "spare_error": self._spare_error,
+                    "engine_backend": self._engine_backend,
                 },
                 "counters": {k: v for k, v in vars(self.counters).items() if not isinstance(v, list)},
                 "render_ms": list(self.counters.render_ms),

@@ -181,6 +181,7 @@ def dashboard(
         "worker": health["worker"],
         "engine": {
             "backend": kiosk.cfg.engine.backend,
+            "in_use": health["worker"]["engine_backend"],
             "runtimes": _runtime_versions(),
             "models": _model_versions(kiosk.cfg.engine.models_dir),
         },
@@ -274,6 +275,14 @@ class KioskCollector(Collector):
             family = GaugeMetricFamily(f"{prefix}_{name}", doc)
             family.add_metric([], float(value))
             yield family
+
+        in_use = GaugeMetricFamily(
+            f"{prefix}_engine_backend_info",
+            "1 for the inference runtime the last worker loaded (with backend = auto, the one it chose).",
+            labels=["configured", "in_use"],
+        )
+        in_use.add_metric([str(self.kiosk.cfg.engine.backend), str(worker["engine_backend"] or "none")], 1.0)
+        yield in_use
 
         temperatures = GaugeMetricFamily(
             f"{prefix}_temperature_celsius", "Thermal zone temperatures.", labels=["zone", "type"]

@@ -27,6 +27,7 @@ from appliance.kiosk import (
     WorkerFailed,
 )
 from appliance.lifecycle import WipeReason
+from engine.runtime import tensorrt_available
 from tests.appliance.conftest import ManualClock
 
 
@@ -233,6 +234,9 @@ def test_a_dying_worker_mid_request_is_a_friendly_error(h: Harness) -> None:
 def test_health_has_counts_and_no_session_contents(h: Harness) -> None:
     health = h.kiosk.health()
     assert {"counters", "store", "camera", "worker", "render_ms", "wipe_ms"} <= set(health)
+    # What the worker really loaded, not what the config asked for ("auto" picks one per machine).
+    expected = "tensorrt" if tensorrt_available() else "onnxruntime"
+    assert health["worker"]["engine_backend"] == expected
     text = repr(health)
     for receipt in h.receipts:
         assert receipt.code not in text

@@ -22,6 +22,7 @@ from appliance.compliance import policy_hash, render_documents
 from appliance.config import KioskConfig
 from appliance.kiosk import Kiosk
 from appliance.staff import Role
+from engine.runtime import tensorrt_available
 from kiosk_ui import create_app
 from kiosk_ui.metrics import percentile, read_temperatures
 from kiosk_ui.serve import ephemeral_certificate, listeners, staff_listener
@@ -204,6 +205,8 @@ def test_dashboard_shows_health_counts_and_versions(staff: Staff, kiosk: Kiosk, 
     assert "spare ready" in page
     assert 'id="temperature">n/a' in page or "°C" in page
     assert "modnet.onnx" in page and "onnxruntime" in page
+    in_use = "tensorrt" if tensorrt_available() else "onnxruntime"
+    assert f'id="backend">{in_use} (configured: {kiosk.cfg.engine.backend})' in page
     declined = re.search(r"<th>Declined</th><td>(\d+)</td><td>(\d+)</td>", page)
     assert declined and int(declined.group(1)) >= 1 and int(declined.group(2)) >= 1
     assert re.search(r'id="render">(\d+ ms|n/a) / (\d+ ms|n/a)', page)
@@ -262,8 +265,14 @@ def test_metrics_are_prometheus_text_with_counts_only(staff: Staff, kiosk: Kiosk
     assert families["headshot_kiosk_session_active"].samples[0].value == 1.0
     assert families["headshot_kiosk_sessions_started"].samples[0].value == kiosk.counters.started
     assert state["session"] not in text and state["receipt"] not in text
+    (backend,) = families["headshot_kiosk_engine_backend_info"].samples
+    assert backend.labels == {
+        "configured": kiosk.cfg.engine.backend,
+        "in_use": "tensorrt" if tensorrt_available() else "onnxruntime",
+    }
     labels = {key for f in families.values() for s in f.samples for key in s.labels}
-    assert labels <= {"outcome", "quantile", "zone", "type"}  # nothing that could name a visit
+    # nothing that could name a visit
+    assert labels <= {"outcome", "quantile", "zone", "type", "configured", "in_use"}
 
 
 def test_metrics_need_staff_or_loopback(staff: Staff) -> None:
