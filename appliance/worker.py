@@ -317,7 +317,14 @@ def serve(conn: Connection, worker: SessionWorker) -> int:
             reply = ("error", "bad_request", str(exc) if isinstance(exc, ValueError) else "bad request")
         else:
             reply = ("ok", result)
-        conn.send(reply)
+        try:
+            conn.send(reply)
+        except (OSError, EOFError):
+            # The main process died while this request ran (kill -9 mid-render, found by the audit): nobody
+            # will ask for a wipe any more, so wipe now, exactly as on EOF above.
+            logger.warning("main process went away during a request; wiping")
+            worker.shutdown()
+            return 1
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -343,6 +350,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     conn.send(("ok", {"pid": os.getpid(), "backend": worker.engine.backend_name}))
     try:
         return serve(conn, worker)
+    except BaseException:
+        worker.shutdown()  # whatever went wrong, never leave the session's files and key behind
+        raise
     finally:
         conn.close()
 

@@ -124,3 +124,26 @@ def test_restart_reuses_the_tmpfs_left_by_a_crash(tmp_path: Path) -> None:
     mounts = Path("/proc/self/mountinfo").read_text()
     assert f" {store} " in mounts, "the crashed kiosk's tmpfs is still mounted"
     restart_and_check_empty(store)
+
+
+def test_main_process_gone_mid_render_the_worker_wipes_when_its_reply_bounces(tmp_path: Path) -> None:
+    """Found by the audit (kill -9 of the main process while a render runs): the worker finished the render,
+    its reply hit a closed socket, and it exited on the BrokenPipeError without wiping. The main process's
+    death is simulated by closing its end of the socket right after sending the request."""
+    kiosk = Kiosk(KioskConfig.model_validate({"store": {"path": str(tmp_path / "store")}}))
+    kiosk.start()
+    try:
+        kiosk.start_session()
+        kiosk.consent(True)
+        take = kiosk.capture()["take"]
+        s = kiosk._session
+        assert s is not None and s.worker is not None
+        worker, session_dir = s.worker, kiosk.store.path / s.id
+        assert files_under(session_dir)
+        # A preset not rendered yet: the worker is busy for a model run when the socket closes.
+        worker._conn.send(("render", {"take_id": take, "background": "blur", "preset": "badge"}))
+        worker._conn.close()
+        assert wait_dead(worker.pid, timeout=30)
+        assert not session_dir.exists() or files_under(session_dir) == []
+    finally:
+        kiosk.close()
