@@ -98,6 +98,11 @@ def create_delivery_app(
 ) -> Flask:
     """The delivery listener's app. It has no static route and no API: ``/d/<token>`` only."""
     app = Flask(__name__, static_folder=None)
+    # No "//" -> "/" redirects: a 308 would echo the token in a Location header (and send werkzeug through
+    # urllib's URL cache with it, found by the audit's P1-6 scan after fuzzing). Exact paths or a plain 404.
+    app.url_map.merge_slashes = False
+    # Routes are declared without Flask's automatic OPTIONS answer: any method but GET, HEAD and POST is the
+    # same plain 404 as an unknown path.
     app.config.update(MAX_CONTENT_LENGTH=1024, BABEL_TRANSLATION_DIRECTORIES="translations")
     app.extensions["kiosk"] = kiosk
     # The phone's language decides; the kiosk's offered languages bound the choice.
@@ -131,7 +136,7 @@ def create_delivery_app(
             raise DeliveryGone
         return store
 
-    @app.get("/d/<token>")
+    @app.get("/d/<token>", provide_automatic_options=False)
     def landing(token: str) -> Any:
         try:
             size = deliveries().peek(token)
@@ -144,7 +149,7 @@ def create_delivery_app(
             locale=str(get_locale()),
         )
 
-    @app.post("/d/<token>")
+    @app.post("/d/<token>", provide_automatic_options=False)
     def save(token: str) -> Any:
         try:
             jpeg = deliveries().spend(token)

@@ -67,6 +67,18 @@ def test_every_other_path_is_404_through_the_app(kiosk: Kiosk) -> None:
             assert r.headers["Cache-Control"] == "no-store"
 
 
+def test_on_the_link_itself_only_get_head_and_post_answer(kiosk: Kiosk) -> None:
+    """OPTIONS was answered 200 with an Allow header (Flask adds it to every route; seen in the audit's
+    fuzzing): on this listener every other method is the same plain 404, even on a well-formed link."""
+    client = create_delivery_app(kiosk, rate_limit=10_000).test_client()
+    link = "/d/" + "0" * 32 + "." + "A" * 43
+    for method in ("OPTIONS", "PUT", "DELETE", "PATCH", "TRACE", "PROPFIND"):
+        r = client.open(link, method=method)
+        assert r.status_code == 404, (method, r.status_code)
+        assert r.data == NOT_FOUND_BODY.encode() and "Allow" not in r.headers
+    assert client.get(link).status_code == 404  # unknown link: routed to the view, which says 404
+
+
 def test_every_other_path_is_404_over_tls(kiosk: Kiosk) -> None:
     adapter, cert_pem = delivery_tls(kiosk.cfg)
     listener = Listener(
