@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import gc
 import importlib
 import logging
 import os
@@ -126,8 +127,13 @@ def run(cfg: KioskConfig, *, log_level: str = "INFO", with_listeners: bool = Tru
                 listener.start()
         notifier.ready(kiosk.status_line())
         logger.info("kiosk ready: %d listener(s)", len(listeners))
+        # Everything alive now is the kiosk's own (modules, apps, compiled templates): take it out of the
+        # collector's sight, so the collection on every tick walks only what requests and visits made since
+        # (well under a millisecond instead of ~15 ms).
+        gc.collect()
+        gc.freeze()
         while not stop.is_set():
-            kiosk.tick()
+            tick(kiosk)
             stop.wait(TICK_SECONDS)
     except Exception:
         logger.exception("kiosk stopped by an error")
@@ -141,6 +147,21 @@ def run(cfg: KioskConfig, *, log_level: str = "INFO", with_listeners: bool = Tru
         kiosk.close()
     logger.info("kiosk stopped")
     return 0
+
+
+class _Ticks(Protocol):
+    def tick(self) -> Any: ...
+
+
+def tick(kiosk: _Ticks) -> None:
+    """One turn of the run loop: the facade's timers, then the cyclic garbage of the last half second.
+
+    Requests leave reference cycles behind (werkzeug's routing, exceptions and their frames) that hold the
+    request path, i.e. a delivery link with its key, until the collector's next full pass, which can be
+    minutes away on a quiet kiosk; freed, glibc scrubs them (see SCRUB_ENV). Found by the audit's P1-6 scan
+    after fuzzing the delivery listener."""
+    kiosk.tick()
+    gc.collect()
 
 
 def _delegate(module: str, function: str, argv: Sequence[str]) -> int:
