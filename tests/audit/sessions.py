@@ -49,6 +49,7 @@ class Visits:
         self.a = audit
         self.api: ApiClient = audit.api()
         self._phones = 0
+        self.token_in_visit: str | None = None  # the link handed out in the visit under way, if any
 
     # -- helpers ------------------------------------------------------------------------------------------
 
@@ -127,6 +128,7 @@ class Visits:
             raise VisitError("the delivery link does not name the kiosk's delivery listener")
         token = url[len(prefix) :]
         self.a.learn_token(token, jpeg_sha)
+        self.token_in_visit = token
         qr = expect(self.api.get("/api/session/qr.png"), 200, "qr")
         if not qr.body.startswith(PNG_MAGIC):
             raise VisitError("the QR code is not a PNG")
@@ -162,6 +164,7 @@ class Visits:
     def visit(self, kind: str, *, snapshot: bool = False) -> None:
         """One whole visit of ``kind`` (see VISIT_KINDS); raises VisitError on a wrong answer."""
         rng = self.a.rng
+        self.token_in_visit = None
         start = expect(self.api.post("/api/session"), 201, "start").json()
         if start["phase"] != "consent" or start["held"]:
             raise VisitError("a new visit does not start in consent with nothing held")
@@ -241,6 +244,10 @@ class Visits:
             state = self.api.get("/api/session").json()
             if state.get("phase") not in (None, "idle"):
                 self.api.post("/api/session/delete")
+                # Delete now also revokes the visit's link: the run must not expect it to work any more.
+                token = self.token_in_visit
+                if token is not None and self.a.deliveries[token].state == "pending":
+                    self.a.deliveries[token].state = "revoked"
             self.wait_idle()
         except (VisitError, OSError, ValueError) as exc:
             self.a.fail(f"clean-up after a failed visit: {exc}")
@@ -252,8 +259,13 @@ class Visits:
         matcher = self.a.book.matcher()
         files = store_files(self.a.layout.store)
         bad: list[str] = []
+        read = 0
         for path in files:
-            data = path.read_bytes()
+            try:
+                data = path.read_bytes()
+            except FileNotFoundError:
+                continue  # spent, revoked or expired between the listing and the read (a delivery blob)
+            read += 1
             name = str(path.relative_to(self.a.layout.store))
             if data.startswith((JPEG_MAGIC, PNG_MAGIC)) or b"\xff\xd8\xff\xe0\x00\x10JFIF" in data:
                 bad.append(f"{name}: image magic")
@@ -262,9 +274,9 @@ class Visits:
                 bad.append(f"{name}: {len(found)} secret pattern(s), e.g. {found[0].category}")
             if len(data) >= ENTROPY_MIN_FILE and entropy_bits_per_byte(data) < MIN_ENTROPY_BITS:
                 bad.append(f"{name}: entropy {entropy_bits_per_byte(data):.3f} bits/byte")
-        if not files:
+        if not read:
             bad.append("the store holds no file mid-session (the snapshot would be vacuous)")
-        self.a.snapshots.append(f"{phase}: {len(files)} files, {'OK' if not bad else '; '.join(bad)}")
+        self.a.snapshots.append(f"{phase}: {read} files, {'OK' if not bad else '; '.join(bad)}")
         for item in bad:
             self.a.fail(f"P0-4 store snapshot in {phase}: {item}")
 
