@@ -4,38 +4,11 @@ browser context plays the phone and saves the photo over TLS. Skipped with a not
 from __future__ import annotations
 
 import hashlib
-import shutil
 from pathlib import Path
 from typing import Any
 
 from tests.audit.state import Audit
-
-CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
-LAUNCH_ARGS = [
-    "--headless",
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-quic",
-    "--no-first-run",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-    "--disable-breakpad",
-    "--disk-cache-size=1",
-]
-TIMEOUT_MS = 60_000
-
-
-def _visible(page: Any, screen: str) -> None:
-    page.wait_for_selector(f"#screen-{screen}", state="visible", timeout=TIMEOUT_MS)
-
-
-def _loaded(page: Any, selector: str) -> None:
-    page.wait_for_function(
-        "sel => { const i = document.querySelector(sel); return i && i.complete && i.naturalWidth > 0; }",
-        arg=selector,
-        timeout=TIMEOUT_MS,
-    )
+from tests.support import CHROMIUM, LAUNCH_ARGS, TIMEOUT_MS, wait_image_loaded, wait_visible
 
 
 def run_browser_shares(audit: Audit, count: int) -> None:
@@ -77,18 +50,18 @@ def _one_visit(audit: Audit, browser: Any, api: Any, n: int) -> None:
             lambda m: csp_errors.append(m.text) if "Content Security Policy" in m.text else None,
         )
         page.goto(audit.layout.ui_url + "/")
-        _visible(page, "attract")
+        wait_visible(page, "attract")
         page.click("#start")
-        _visible(page, "consent")
+        wait_visible(page, "consent")
         page.check("#agree")
         page.click("#accept")
-        _visible(page, "preview")
-        _loaded(page, "#preview")
+        wait_visible(page, "preview")
+        wait_image_loaded(page, "#preview")
         for pid in audit.kiosk.workers():
             audit.session_workers.add(pid)
         page.click("#shoot")
-        _visible(page, "review")
-        _loaded(page, "#result")
+        wait_visible(page, "review")
+        wait_image_loaded(page, "#result")
         first = page.get_attribute("#result", "src")
         page.click("#bg-choices button:nth-child(2)")
         page.wait_for_function(
@@ -97,7 +70,7 @@ def _one_visit(audit: Audit, browser: Any, api: Any, n: int) -> None:
             timeout=TIMEOUT_MS,
         )
         page.wait_for_selector("#review-busy", state="hidden", timeout=TIMEOUT_MS)
-        _loaded(page, "#result")
+        wait_image_loaded(page, "#result")
         src = str(page.get_attribute("#result", "src"))
         for url in {str(first), src}:
             reply = api.get(url)  # the harness learns the bytes the browser showed
@@ -107,8 +80,8 @@ def _one_visit(audit: Audit, browser: Any, api: Any, n: int) -> None:
         with page.expect_response("**/api/session/deliver", timeout=TIMEOUT_MS) as info:
             page.click("#deliver")
         url = str(info.value.json()["url"])
-        _visible(page, "delivery")
-        _loaded(page, "#qr")
+        wait_visible(page, "delivery")
+        wait_image_loaded(page, "#qr")
         token = url.split("/d/", 1)[1]
         audit.learn_token(token, render_sha)
         phone_ctx = browser.new_context(
@@ -135,7 +108,7 @@ def _one_visit(audit: Audit, browser: Any, api: Any, n: int) -> None:
         finally:
             phone_ctx.close()
         page.click("#finish")
-        _visible(page, "done")
+        wait_visible(page, "done")
         if csp_errors:
             raise AssertionError(f"CSP violations: {csp_errors[:3]}")
     finally:

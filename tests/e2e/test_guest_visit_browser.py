@@ -9,8 +9,6 @@ to ``$UI_SCREENSHOT_DIR`` (default /tmp) as ``ui-*.png``.
 from __future__ import annotations
 
 import os
-import shutil
-import socket
 import threading
 from collections.abc import Iterator
 from pathlib import Path
@@ -19,30 +17,13 @@ import pytest
 
 from appliance.config import KioskConfig
 from appliance.kiosk import Kiosk
+from tests.support import CHROMIUM, LAUNCH_ARGS, TIMEOUT_MS, free_port, wait_image_loaded, wait_visible
 
-CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
 if not Path(CHROMIUM).exists():
     pytest.skip("Debian's chromium is not installed (apt-get install chromium)", allow_module_level=True)
 playwright_api = pytest.importorskip("playwright.sync_api", reason="the playwright package is not installed")
 
 SHOTS = Path(os.environ.get("UI_SCREENSHOT_DIR", "/tmp"))
-LAUNCH_ARGS = [
-    "--headless",
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-quic",
-    "--no-first-run",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-]
-TIMEOUT_MS = 60_000
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 @pytest.fixture(scope="module")
@@ -55,8 +36,8 @@ def served(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Kiosk, st
         {
             "store": {"path": str(base / "store")},
             "audit": {"path": str(base / "audit")},
-            "ui": {"port": _free_port()},
-            "delivery": {"port": _free_port(), "public_host": "localhost"},
+            "ui": {"port": free_port()},
+            "delivery": {"port": free_port(), "public_host": "localhost"},
             "event": {"name": "Career Fair 2025", "languages": ["en", "fr", "es", "de"]},
             "session": {"countdown_seconds": 2},
         }
@@ -82,18 +63,6 @@ def served(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Kiosk, st
     kiosk.close()
 
 
-def _visible(page: object, screen: str) -> None:
-    page.wait_for_selector(f"#screen-{screen}", state="visible", timeout=TIMEOUT_MS)
-
-
-def _image_loaded(page: object, selector: str) -> None:
-    page.wait_for_function(
-        "sel => { const i = document.querySelector(sel); return i && i.complete && i.naturalWidth > 0; }",
-        arg=selector,
-        timeout=TIMEOUT_MS,
-    )
-
-
 def test_full_visit_and_phone_download(served: tuple[Kiosk, str]) -> None:
     kiosk, ui_url = served
     with playwright_api.sync_playwright() as p:
@@ -109,17 +78,17 @@ def test_full_visit_and_phone_download(served: tuple[Kiosk, str]) -> None:
             errors: list[str] = []
             page.on("console", lambda m: errors.append(m.text) if m.type == "error" else None)
             page.goto(ui_url + "/")
-            _visible(page, "attract")
+            wait_visible(page, "attract")
             page.screenshot(path=str(SHOTS / "ui-attract.png"))
 
             page.click("#start")
-            _visible(page, "consent")
+            wait_visible(page, "consent")
             assert page.is_disabled("#accept")  # the agreement is required
             page.screenshot(path=str(SHOTS / "ui-consent.png"), full_page=True)
             page.check("#agree")
             page.click("#accept")
-            _visible(page, "preview")
-            _image_loaded(page, "#preview")  # MJPEG frames arrive
+            wait_visible(page, "preview")
+            wait_image_loaded(page, "#preview")  # MJPEG frames arrive
             page.wait_for_function(
                 "() => document.getElementById('guidance').textContent.length > 0", timeout=TIMEOUT_MS
             )
@@ -132,8 +101,8 @@ def test_full_visit_and_phone_download(served: tuple[Kiosk, str]) -> None:
             page.click("#shoot")
             page.wait_for_selector("#countdown", state="visible")
             page.screenshot(path=str(SHOTS / "ui-countdown.png"))
-            _visible(page, "review")
-            _image_loaded(page, "#result")
+            wait_visible(page, "review")
+            wait_image_loaded(page, "#result")
             first = page.get_attribute("#result", "src")
             page.click("#bg-choices button:nth-child(2)")  # another background
             page.wait_for_function(
@@ -144,12 +113,12 @@ def test_full_visit_and_phone_download(served: tuple[Kiosk, str]) -> None:
             page.wait_for_selector("#review-busy", state="hidden", timeout=TIMEOUT_MS)
             page.click("#preset-choices button:nth-child(2)")  # another crop
             page.wait_for_selector("#review-busy", state="hidden", timeout=TIMEOUT_MS)
-            _image_loaded(page, "#result")
+            wait_image_loaded(page, "#result")
             page.screenshot(path=str(SHOTS / "ui-review.png"))
 
             page.click("#deliver")
-            _visible(page, "delivery")
-            _image_loaded(page, "#qr")
+            wait_visible(page, "delivery")
+            wait_image_loaded(page, "#qr")
             assert "once" in page.inner_text("#expires")
             page.screenshot(path=str(SHOTS / "ui-delivery.png"))
             link = kiosk.delivery_url()
@@ -177,18 +146,18 @@ def test_full_visit_and_phone_download(served: tuple[Kiosk, str]) -> None:
             phone_ctx.close()
 
             page.click("#finish")
-            _visible(page, "done")
+            wait_visible(page, "done")
             receipt = page.inner_text("#receipt")
             assert len(receipt) == 8
             assert "deleted" in page.inner_text("#screen-done")
             page.screenshot(path=str(SHOTS / "ui-done.png"))
             assert kiosk.state()["phase"] == "idle"
             page.click("#again")
-            _visible(page, "attract")
+            wait_visible(page, "attract")
 
             # Languages switch on the attract screen and render translated text.
             page.click("a.lang[lang=fr]")
-            _visible(page, "attract")
+            wait_visible(page, "attract")
             assert page.get_attribute("html", "lang") == "fr"
             page.screenshot(path=str(SHOTS / "ui-attract-fr.png"))
             assert not [e for e in errors if "Content Security Policy" in e], errors

@@ -18,7 +18,8 @@ import pytest
 from appliance.config import KioskConfig
 from appliance.kiosk import Kiosk
 from kiosk_ui.delivery import create_delivery_app
-from kiosk_ui.serve import DELIVERY_THREADS, Listener, delivery_tls
+from kiosk_ui.serve import DELIVERY_THREADS, Listener
+from tests.support import tls_delivery_listener
 
 CONCURRENT = 32
 
@@ -38,26 +39,20 @@ def kiosk(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Kiosk]:
 
 
 @pytest.fixture(scope="module")
-def listener(kiosk: Kiosk) -> Iterator[Listener]:
-    adapter, cert_pem = delivery_tls(kiosk.cfg)  # no cert configured on loopback: ephemeral self-signed
-    lst = Listener(
-        "delivery",
-        create_delivery_app(kiosk),
-        "127.0.0.1",
-        0,
-        threads=DELIVERY_THREADS,
-        ssl_adapter=adapter,
-        cert_pem=cert_pem,
-    )
-    lst.start()
-    yield lst
-    lst.stop()
+def served(kiosk: Kiosk) -> Iterator[tuple[Listener, ssl.SSLContext]]:
+    # No certificate configured on loopback: the ephemeral self-signed one, as in a laptop demo.
+    with tls_delivery_listener(kiosk, threads=DELIVERY_THREADS) as pair:
+        yield pair
 
 
 @pytest.fixture(scope="module")
-def tls(listener: Listener) -> ssl.SSLContext:
-    assert listener.cert_pem is not None
-    return ssl.create_default_context(cadata=listener.cert_pem.decode())
+def listener(served: tuple[Listener, ssl.SSLContext]) -> Listener:
+    return served[0]
+
+
+@pytest.fixture(scope="module")
+def tls(served: tuple[Listener, ssl.SSLContext]) -> ssl.SSLContext:
+    return served[1]
 
 
 def _visit_with_link(kiosk: Kiosk) -> str:

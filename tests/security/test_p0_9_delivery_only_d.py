@@ -5,7 +5,6 @@ map."""
 from __future__ import annotations
 
 import http.client
-import ssl
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -15,7 +14,7 @@ from appliance.config import KioskConfig
 from appliance.kiosk import Kiosk
 from kiosk_ui import create_app
 from kiosk_ui.delivery import NOT_FOUND_BODY, create_delivery_app
-from kiosk_ui.serve import Listener, delivery_tls
+from tests.support import tls_delivery_listener
 
 
 @pytest.fixture(scope="module")
@@ -80,19 +79,7 @@ def test_on_the_link_itself_only_get_head_and_post_answer(kiosk: Kiosk) -> None:
 
 
 def test_every_other_path_is_404_over_tls(kiosk: Kiosk) -> None:
-    adapter, cert_pem = delivery_tls(kiosk.cfg)
-    listener = Listener(
-        "delivery",
-        create_delivery_app(kiosk),
-        "127.0.0.1",
-        0,
-        threads=4,
-        ssl_adapter=adapter,
-        cert_pem=cert_pem,
-    )
-    listener.start()
-    try:
-        ctx = ssl.create_default_context(cadata=cert_pem.decode())
+    with tls_delivery_listener(kiosk, threads=4) as (listener, ctx):
         for path in _guest_paths(kiosk):
             conn = http.client.HTTPSConnection("127.0.0.1", listener.port, context=ctx, timeout=10)
             try:
@@ -114,5 +101,3 @@ def test_every_other_path_is_404_over_tls(kiosk: Kiosk) -> None:
         finally:
             plain.close()
         assert status != 200
-    finally:
-        listener.stop()

@@ -12,6 +12,7 @@ from appliance.config import KioskConfig
 from appliance.kiosk import Kiosk
 from kiosk_ui import create_app
 from kiosk_ui.delivery import create_delivery_app
+from tests.support import tls_delivery_listener
 
 
 @pytest.fixture(scope="module")
@@ -102,23 +103,10 @@ def test_delivery_app_headers_everywhere(kiosk: Kiosk) -> None:
 def test_errors_written_by_the_server_itself_carry_the_headers(kiosk: Kiosk, request_line: bytes) -> None:
     """Requests cheroot rejects before Flask sees them (found by the audit's fuzzing) over real TLS."""
     import socket
-    import ssl
 
-    from kiosk_ui.serve import SERVER_ERROR_HEADERS, Listener, delivery_tls
+    from kiosk_ui.serve import SERVER_ERROR_HEADERS
 
-    adapter, cert_pem = delivery_tls(kiosk.cfg)
-    listener = Listener(
-        "delivery",
-        create_delivery_app(kiosk),
-        "127.0.0.1",
-        0,
-        threads=2,
-        ssl_adapter=adapter,
-        cert_pem=cert_pem,
-    )
-    listener.start()
-    try:
-        ctx = ssl.create_default_context(cadata=cert_pem.decode())
+    with tls_delivery_listener(kiosk, threads=2) as (listener, ctx):
         ctx.check_hostname = False
         with (
             socket.create_connection(("127.0.0.1", listener.port), timeout=10) as raw,
@@ -133,5 +121,3 @@ def test_errors_written_by_the_server_itself_carry_the_headers(kiosk: Kiosk, req
         assert 400 <= status < 600 and status != 500, head
         for name, value in SERVER_ERROR_HEADERS:
             assert f"{name}: {value}" in head, head
-    finally:
-        listener.stop()

@@ -1,0 +1,73 @@
+"""Helpers for tests that drive real servers and a real browser: free loopback ports, the TLS delivery
+listener on one, and Debian's Chromium under Playwright (which drives the system browser through
+``executable_path`` and never downloads one)."""
+
+from __future__ import annotations
+
+import shutil
+import socket
+import ssl
+from collections.abc import Iterator
+from contextlib import contextmanager
+from typing import Any
+
+from appliance.kiosk import Kiosk
+from kiosk_ui.delivery import create_delivery_app
+from kiosk_ui.serve import Listener, delivery_tls
+
+CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
+LAUNCH_ARGS = [
+    "--headless",
+    "--no-sandbox",  # root in CI; the browser is a test client here, not the kiosk's own browser
+    "--disable-gpu",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--disable-breakpad",
+    "--disk-cache-size=1",
+]
+TIMEOUT_MS = 60_000
+
+
+def free_port() -> int:
+    """A TCP port free on 127.0.0.1 right now."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def wait_visible(page: Any, screen: str) -> None:
+    """Wait until the kiosk page shows ``#screen-<screen>``."""
+    page.wait_for_selector(f"#screen-{screen}", state="visible", timeout=TIMEOUT_MS)
+
+
+def wait_image_loaded(page: Any, selector: str) -> None:
+    """Wait until the ``<img>`` at ``selector`` has decoded pixels."""
+    page.wait_for_function(
+        "sel => { const i = document.querySelector(sel); return i && i.complete && i.naturalWidth > 0; }",
+        arg=selector,
+        timeout=TIMEOUT_MS,
+    )
+
+
+@contextmanager
+def tls_delivery_listener(kiosk: Kiosk, *, threads: int = 4) -> Iterator[tuple[Listener, ssl.SSLContext]]:
+    """The real delivery listener of ``kiosk`` on a free loopback port, over TLS with the certificate the
+    kiosk makes when none is configured, and a client context that trusts exactly that certificate."""
+    adapter, cert_pem = delivery_tls(kiosk.cfg)
+    listener = Listener(
+        "delivery",
+        create_delivery_app(kiosk),
+        "127.0.0.1",
+        0,
+        threads=threads,
+        ssl_adapter=adapter,
+        cert_pem=cert_pem,
+    )
+    listener.start()
+    try:
+        yield listener, ssl.create_default_context(cadata=cert_pem.decode())
+    finally:
+        listener.stop()
