@@ -484,6 +484,11 @@ def _signed_in() -> StaffSession:
     return session
 
 
+def _actor() -> str:
+    """The signed-in account's name, for the audit trail (``_signed_in`` has refused anonymous sessions)."""
+    return _signed_in().account or "unknown"
+
+
 def _confirm() -> None:
     """Re-authenticate the signed-in account from the form's ``password`` and ``totp`` fields."""
     try:
@@ -557,7 +562,7 @@ def login_submit() -> BaseResponse:
 @staff_only(Role.OPERATOR)
 def logout() -> BaseResponse:
     console = _console()
-    account = _signed_in().account or "unknown"
+    account = _actor()
     console.sessions.end(_session_id())
     console.record(account, "logout")
     response = redirect(url_for("staff.login"), code=303)
@@ -583,7 +588,7 @@ def dashboard() -> str:
 @staff_only(Role.OPERATOR)
 def pause() -> BaseResponse:
     _console().kiosk.pause()
-    _console().record(_signed_in().account or "unknown", "kiosk.pause")
+    _console().record(_actor(), "kiosk.pause")
     return _done("paused")
 
 
@@ -591,7 +596,7 @@ def pause() -> BaseResponse:
 @staff_only(Role.OPERATOR)
 def resume() -> BaseResponse:
     _console().kiosk.resume()
-    _console().record(_signed_in().account or "unknown", "kiosk.resume")
+    _console().record(_actor(), "kiosk.resume")
     return _done("resumed")
 
 
@@ -599,7 +604,7 @@ def resume() -> BaseResponse:
 @staff_only(Role.OPERATOR)
 def abort() -> BaseResponse:
     aborted = _console().kiosk.staff_abort()
-    _console().record(_signed_in().account or "unknown", "kiosk.abort" if aborted else "kiosk.abort.none")
+    _console().record(_actor(), "kiosk.abort" if aborted else "kiosk.abort.none")
     return _done("aborted" if aborted else "no_visit")
 
 
@@ -608,7 +613,7 @@ def abort() -> BaseResponse:
 def event_choices() -> BaseResponse:
     try:
         _console().choose_backgrounds_and_presets(
-            _signed_in().account or "unknown",
+            _actor(),
             request.form.getlist("backgrounds"),
             request.form.getlist("presets"),
         )
@@ -633,7 +638,7 @@ def event_settings_submit() -> BaseResponse:
         raise _Refused(400, "The delivery window must be a whole number of minutes.") from None
     try:
         _console().change_event_settings(
-            _signed_in().account or "unknown",
+            _actor(),
             name=request.form.get("name", "")[:200],
             languages=request.form.getlist("languages"),
             window_minutes=window,
@@ -683,9 +688,7 @@ def account_add() -> str:
         )
     except StaffError as exc:
         raise _Refused(400, str(exc)) from None
-    console.record(
-        _signed_in().account or "unknown", f"staff.add.{enrolment.role.value}", target=enrolment.name
-    )
+    console.record(_actor(), f"staff.add.{enrolment.role.value}", target=enrolment.name)
     return _enrolment_page(enrolment, "added")
 
 
@@ -700,7 +703,7 @@ def account_remove() -> BaseResponse:
     except StaffError as exc:
         raise _Refused(400, str(exc)) from None
     console.sessions.end_account(name)
-    console.record(_signed_in().account or "unknown", "staff.remove", target=name)
+    console.record(_actor(), "staff.remove", target=name)
     return _done("removed", "staff.accounts")
 
 
@@ -715,7 +718,7 @@ def account_reset_totp() -> str:
     except StaffError as exc:
         raise _Refused(400, str(exc)) from None
     console.sessions.end_account(name)  # a lost phone: whoever holds it is signed out too
-    console.record(_signed_in().account or "unknown", "staff.reset_totp", target=name)
+    console.record(_actor(), "staff.reset_totp", target=name)
     return _enrolment_page(enrolment, "reset")
 
 
@@ -731,7 +734,7 @@ def audit_export() -> Response:
     _confirm()
     console = _console()
     data = console.audit.export()
-    console.record(_signed_in().account or "unknown", "audit.export")
+    console.record(_actor(), "audit.export")
     response = Response(data, mimetype="application/x-ndjson")
     response.headers["Content-Disposition"] = 'attachment; filename="audit.jsonl"'
     return response
@@ -754,9 +757,7 @@ def compliance_document(name: str) -> Response:
     if name not in documents:
         raise _Refused(404, "No such document.")
     download = request.args.get("download") == "1"
-    console.record(
-        _signed_in().account or "unknown", "compliance.download" if download else "compliance.view"
-    )
+    console.record(_actor(), "compliance.download" if download else "compliance.view")
     response = Response(documents[name], mimetype="text/markdown")
     if download:
         response.headers["Content-Disposition"] = f'attachment; filename="{name}"'
