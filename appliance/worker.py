@@ -20,6 +20,7 @@ Protocol: ``multiprocessing.connection`` messages over a socketpair inherited at
 from __future__ import annotations
 
 import argparse
+import contextlib
 import logging
 import os
 import socket
@@ -245,16 +246,19 @@ class SessionWorker:
     def shutdown(self) -> int:
         """WIPE: close the camera, drop cached pixels, unlink every object and destroy the key."""
         removed = 0
-        if self.camera is not None:
-            self.camera.close()
-        for cut in self._cutouts.values():
-            cut.release()
-        self._cutouts.clear()
-        self.takes.clear()
-        if self.vault is not None:
-            removed = self.vault.wipe()
-        self.preview.close()
-        self.engine.close()
+        try:
+            if self.camera is not None:
+                self.camera.close()
+            for cut in self._cutouts.values():
+                cut.release()
+            self._cutouts.clear()
+            self.takes.clear()
+        finally:
+            # Whatever failed above (a camera that hangs up badly), the files and the key go.
+            if self.vault is not None:
+                removed = self.vault.wipe()
+            self.preview.close()
+            self.engine.close()
         return removed
 
     # -- helpers --------------------------------------------------------------------------------------------
@@ -294,7 +298,8 @@ def serve(conn: Connection, worker: SessionWorker) -> int:
             return 1
         if op == "wipe":
             removed = worker.shutdown()
-            conn.send(("ok", {"removed": removed}))
+            with contextlib.suppress(OSError, EOFError):  # wiped; a main process gone by now changes nothing
+                conn.send(("ok", {"removed": removed}))
             return 0
         handler = handlers.get(op)
         try:

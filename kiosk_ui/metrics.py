@@ -24,6 +24,9 @@ from prometheus_client import CollectorRegistry, generate_latest
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
 
+from engine.errors import ModelError
+from engine.models import read_checksums
+
 if TYPE_CHECKING:
     from appliance.audit import AuditLog
     from appliance.kiosk import Kiosk
@@ -154,15 +157,9 @@ def _runtime_versions() -> dict[str, str]:
 def _model_versions(models_dir: Path) -> dict[str, str]:
     """Model file -> first 12 hex digits of its pinned sha256 (models/SHA256SUMS): the model's version."""
     try:
-        lines = (models_dir / "SHA256SUMS").read_text(encoding="utf-8").splitlines()
-    except OSError:
+        return {name: digest[:12] for name, digest in read_checksums(models_dir).items()}
+    except ModelError:
         return {}
-    versions = {}
-    for line in lines:
-        digest, _, name = line.strip().partition("  ")
-        if digest and name and not line.startswith("#"):
-            versions[name.lstrip("*")] = digest[:12]
-    return versions
 
 
 def dashboard(

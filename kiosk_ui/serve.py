@@ -71,25 +71,7 @@ _clear_url_cache: Callable[[], None] = getattr(urllib.parse, "clear_cache", lamb
 
 
 class _KioskRequest(cheroot_server.HTTPRequest):  # type: ignore[misc]
-    """cheroot's request handler, but its own error replies carry our security headers and close, and it
-    leaves no request line behind in the process."""
-
-    def read_request_line(self) -> bool:
-        try:
-            return bool(super().read_request_line())
-        finally:
-            # cheroot splits every request URI with urllib.parse.urlsplit, which keeps its recent inputs and
-            # results in a process-wide cache (an LRU of 128 on 3.11+, a dict of 20 on 3.10): the main
-            # process held the /d/<id>.<key> links of the last visits long after they were collected (found
-            # by the audit's P1-6 memory scan). Drop the cache after each parse; it only saves microseconds.
-            # clear_cache() is undocumented but present from 3.10 on; the P0-8 no-copy test fails if not.
-            _clear_url_cache()
-
-    def respond(self) -> None:
-        try:
-            super().respond()
-        finally:
-            _clear_url_cache()  # the app may have split URLs of its own (werkzeug builds redirects so)
+    """cheroot's request handler, but its own error replies carry our security headers and close."""
 
     def simple_response(self, status: object, msg: str | bytes = "") -> None:
         body = msg.encode("ISO-8859-1") if isinstance(msg, str) else msg
@@ -108,6 +90,19 @@ class _KioskRequest(cheroot_server.HTTPRequest):  # type: ignore[misc]
 
 class _KioskConnection(cheroot_server.HTTPConnection):  # type: ignore[misc]
     RequestHandlerClass = _KioskRequest
+
+    def communicate(self) -> bool:
+        """One request: read, parse, answer (cheroot's own), then forget the request line."""
+        try:
+            return bool(super().communicate())
+        finally:
+            # cheroot splits every request URI with urllib.parse.urlsplit, which keeps its recent inputs and
+            # results in a process-wide cache (an LRU of 128 on 3.11+, a dict of 20 on 3.10), and werkzeug
+            # splits URLs of its own while the app runs: the main process held the /d/<id>.<key> links of
+            # the last visits long after they were collected (found by the audit's P1-6 memory scan). Drop
+            # the cache after every request; it only saves microseconds. clear_cache() is undocumented but
+            # present from 3.10 on; the P0-8 no-copy test fails if it stops working.
+            _clear_url_cache()
 
     def close(self) -> None:
         super().close()

@@ -1,7 +1,8 @@
 """The staff console: its own Flask app on ``[staff] host/port`` (DESIGN.md §2 invariant 8, §9 P1-1, P1-3).
 
-Staff run the kiosk from here and never see a guest's photo: no route returns an image, a render id, a
-session id or a receipt code; the dashboard shows counts, durations and states only.
+Staff run the kiosk from here and never see a guest's photo: no route returns an image, a render id or a
+session id, and only the admin's re-authenticated audit export carries receipt codes (the anonymous ids
+guests keep to exercise their rights); the dashboard shows counts, durations and states only.
 
 Sign-in is name + password (argon2id) + TOTP code, checked by ``appliance.staff.StaffStore`` (single-use
 codes, per-account lockout with back-off). On top of it this module keeps:

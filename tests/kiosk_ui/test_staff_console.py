@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import json
 import re
-import socket
 import ssl
 import urllib.request
 from collections.abc import Callable, Iterator
@@ -29,6 +28,7 @@ from kiosk_ui.serve import ephemeral_certificate, listeners, staff_listener
 from kiosk_ui.staff import COOKIE, TLS_COOKIE
 from tests.kiosk_ui.conftest import kiosk_config
 from tests.kiosk_ui.staff_helpers import PASSWORD, Staff, StaffActions, make_staff
+from tests.support import free_port
 
 JPEG_MAGIC = b"\xff\xd8\xff"
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
@@ -461,12 +461,6 @@ def test_compliance_documents_render_from_the_running_config(staff: Staff, kiosk
 # ------------------------------------------------------------------------------------------ the listener
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
 def test_staff_listener_serves_tls_with_a_host_cookie(kiosk: Kiosk, tmp_path: Path) -> None:
     cert_pem, key_pem = ephemeral_certificate(["localhost", "127.0.0.1"])
     (tmp_path / "cert.pem").write_bytes(cert_pem)
@@ -475,7 +469,7 @@ def test_staff_listener_serves_tls_with_a_host_cookie(kiosk: Kiosk, tmp_path: Pa
         {
             **kiosk.cfg.model_dump(),
             "staff": {
-                "port": _free_port(),
+                "port": free_port(),
                 "accounts_path": str(tmp_path / "staff.json"),
                 "tls_cert_path": str(tmp_path / "cert.pem"),
                 "tls_key_path": str(tmp_path / "key.pem"),
@@ -498,7 +492,7 @@ def test_staff_listener_serves_tls_with_a_host_cookie(kiosk: Kiosk, tmp_path: Pa
 
 
 def test_listeners_include_the_staff_console_on_loopback(kiosk: Kiosk, tmp_path: Path) -> None:
-    cfg = KioskConfig.model_validate({**kiosk.cfg.model_dump(), "staff": {"port": _free_port()}})
+    cfg = KioskConfig.model_validate({**kiosk.cfg.model_dump(), "staff": {"port": free_port()}})
     names = [listener.name for listener in listeners(kiosk, cfg)]
     assert names == ["ui", "delivery", "staff"]
     plain = staff_listener(kiosk, cfg)
