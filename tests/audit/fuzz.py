@@ -218,7 +218,13 @@ def fuzz_delivery(audit: Audit, cases: int, deadline: float) -> FuzzStats:
     rng = random.Random(audit.seed ^ 0xD11)
     stats = FuzzStats()
     port = audit.layout.delivery_port
-    pending = [t for t, d in audit.deliveries.items() if d.state == "pending"]
+    # Real links for the wrong-key cases (the load phase has collected the others): a few fresh ones,
+    # collected by the late phones after this phase.
+    from tests.audit.load import top_up
+
+    pending = [d.token for d in top_up(audit, 3, deadline)]
+    if not pending:
+        audit.fail("delivery fuzzing: no pending link to send wrong-key variants of")
     methods = [
         "GET",
         "POST",

@@ -119,8 +119,8 @@ def write_report(audit: Audit, command: str, verdict_failures: list[str]) -> str
     base, after, end = audit.soak.get("baseline"), audit.soak.get("after_sessions"), audit.soak.get("end")
     if base and after:
         add(
-            f"- Main process RSS (KiB) after the first 10 visits since the last start -> after the visits: "
-            f"{_growth(base.rss_kib, after.rss_kib)}"
+            f"- Main process RSS (KiB) after the first 10 visits since the last start -> after the visits "
+            f"({audit.soak_visits} visits later): {_growth(base.rss_kib, after.rss_kib)}"
         )
         add(f"- Open fds: {_growth(base.fds, after.fds)}; threads: {_growth(base.threads, after.threads)}")
     if end:

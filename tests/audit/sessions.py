@@ -290,6 +290,7 @@ class Kills:
     def __init__(self, visits: Visits) -> None:
         self.v = visits
         self.a = visits.a
+        self._cut: HeaderAudit | None = None  # the render request a kill cuts, while it runs
 
     def _reach(self, phase: str) -> tuple[str | None, str | None]:
         """Drive a new visit to ``phase``; returns (session id, pending token or None)."""
@@ -321,8 +322,14 @@ class Kills:
         thread = threading.Thread(target=go, daemon=True)
         thread.start()
         time.sleep(self.a.rng.uniform(0.05, 0.5))
-        self.a.expected_5xx.extend(expected.server_errors)
+        self._cut = expected
         return thread
+
+    def _record_cut(self) -> None:
+        """After the cut render request has finished: its 503 (if any) was expected."""
+        if self._cut is not None:
+            self.a.expected_5xx.extend(self._cut.server_errors)
+            self._cut = None
 
     def kill_worker(self) -> None:
         phase = self.a.rng.choice(PHASES[1:])
@@ -336,6 +343,7 @@ class Kills:
             os.kill(workers[0], signal.SIGKILL)
             if thread is not None:
                 thread.join(30)
+                self._record_cut()
             if not wait_dead(workers[0], 10):
                 raise VisitError("the killed worker is still alive")
             state = self.v.wait_idle()
@@ -362,6 +370,7 @@ class Kills:
             orphans = self.a.kiosk.kill9()
             if thread is not None:
                 thread.join(30)
+                self._record_cut()
             still = [pid for pid in orphans if not wait_dead(pid, 20)]
             if still:
                 raise VisitError(f"{len(still)} orphaned worker(s) still alive 20 s after the kill")
@@ -376,7 +385,7 @@ class Kills:
                     d.state = "swept"
                     if self.v.phone().request("GET", f"/d/{token}").status != 404:
                         raise VisitError("a link from before the crash still answers after the restart sweep")
-            left = [p for p in store_files(store) if "deliveries" not in p.parts]
+            left = store_files(store)  # the sweep removes delivery blobs too; no new one exists yet
             if left:
                 raise VisitError(f"{len(left)} file(s) survived the restart sweep")
             if len(mounted_under(store)) != 1:
@@ -429,6 +438,7 @@ def run_sessions(audit: Audit, deadline: float) -> None:
         if audit.sessions_since_start == 0:
             audit.soak.pop("baseline", None)  # the main process restarted: the soak starts again
     audit.soak["after_sessions"] = settle_stats(audit)
+    audit.soak_visits = audit.sessions_since_start - 10  # the soak's span: from the baseline to here
 
 
 def settle_stats(audit: Audit) -> ProcStats:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import random
+import re
 import threading
 import time
 from collections import Counter
@@ -13,6 +14,9 @@ from pathlib import Path
 from tests.audit.client import ApiClient, HeaderAudit
 from tests.audit.kiosk import KioskLayout, KioskProcess, ProcStats
 from tests.audit.markers import Hits, SecretBook, jpeg_windows
+
+# A delivery link in an error text (a Playwright URL, an unexpected reply body): the report must not carry it.
+_LINK = re.compile(r"[0-9a-f]{32}\.[A-Za-z0-9_-]{43}")
 
 
 @dataclass
@@ -75,6 +79,7 @@ class Audit:
     load_latencies: list[float] = field(default_factory=list)
     soak: dict[str, ProcStats] = field(default_factory=dict)
     sessions_since_start: int = 0
+    soak_visits: int = 0  # visits between the soak baseline and its end
     expected_5xx: list[str] = field(default_factory=list)
     fuzz: dict[str, str] = field(default_factory=dict)
     intake: dict[str, str] = field(default_factory=dict)
@@ -87,11 +92,11 @@ class Audit:
 
     def fail(self, message: str) -> None:
         with self.lock:
-            self.failures.append(message)
+            self.failures.append(_LINK.sub("<link>", message))
 
     def note(self, message: str) -> None:
         with self.lock:
-            self.notes.append(message)
+            self.notes.append(_LINK.sub("<link>", message))
 
     def learn_image(self, data: bytes, label: str, windows: int = 3) -> str:
         """Remember an image the kiosk produced: its windows become secrets. Returns its sha256."""
