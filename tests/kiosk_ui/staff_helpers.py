@@ -20,7 +20,8 @@ from appliance.audit import AuditLog
 from appliance.kiosk import Kiosk
 from appliance.staff import TOTP_INTERVAL_SECONDS, Role, StaffStore
 from kiosk_ui.metrics import THERMAL_ROOT
-from kiosk_ui.staff import COOKIE, create_staff_app
+from kiosk_ui.staff import COOKIE, TLS_COOKIE, create_staff_app
+from tests.appliance.conftest import ManualClock
 
 # Real argon2id at test cost (production parameters: tests/security/test_p1_1_staff_auth.py).
 FAST = argon2.Parameters(
@@ -30,19 +31,12 @@ PASSWORD = "correct horse battery staple"
 CSRF = re.compile(r'name="csrf_token" value="([^"]*)"')
 
 
-class Clock:
-    """Epoch seconds the test moves by hand; starts 5 s into a TOTP step near the real time, so audit
-    records and "today" on the dashboard fall on the real date."""
+class Clock(ManualClock):
+    """The store tests' manual clock, started 5 s into a TOTP step near the real time, so audit records and
+    "today" on the dashboard fall on the real date."""
 
     def __init__(self) -> None:
-        step = math.floor(time.time() / TOTP_INTERVAL_SECONDS)
-        self.now = step * TOTP_INTERVAL_SECONDS + 5.0
-
-    def __call__(self) -> float:
-        return self.now
-
-    def advance(self, seconds: float) -> None:
-        self.now += seconds
+        super().__init__(math.floor(time.time() / TOTP_INTERVAL_SECONDS) * TOTP_INTERVAL_SECONDS + 5.0)
 
 
 @dataclass
@@ -140,9 +134,7 @@ class StaffActions:
         return {"password": PASSWORD, "totp": self.staff.next_code(name)}
 
     def cookie(self) -> str | None:
-        cookie = self.client.get_cookie(COOKIE) or self.client.get_cookie(
-            "__Host-staff_session", domain="localhost"
-        )
+        cookie = self.client.get_cookie(COOKIE) or self.client.get_cookie(TLS_COOKIE, domain="localhost")
         return cookie.value if cookie is not None else None
 
     def logout(self) -> TestResponse:
