@@ -513,9 +513,10 @@ def receipt_recorder(
 ) -> Callable[[FinishedVisit], None]:
     """A ``Kiosk(on_receipt=...)`` callback that appends each finished visit to ``[audit] path``.
 
-    The policy hash is computed once here: the config is frozen for the life of the process, so every
-    receipt of this run agreed to the same text. Raises ``AuditError`` from the callback if the record cannot
-    be written (the kiosk logs it; the session has been wiped already).
+    The policy hash is computed once here, for this config: when staff change the event settings the kiosk
+    takes a new recorder (``Kiosk.update_event``), so every receipt names the text its guest agreed to.
+    Raises ``AuditError`` from the callback if the record cannot be written (the kiosk logs it; the session
+    has been wiped already).
     """
     log = AuditLog(cfg.audit.path)
     policy = policy_version_hash(cfg, controller=controller)

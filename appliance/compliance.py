@@ -150,7 +150,7 @@ def _check_lang(lang: str) -> None:
     if lang not in SUPPORTED_LANGUAGES:
         raise ComplianceError(
             f"no privacy text for language {lang!r} yet; available: {', '.join(SUPPORTED_LANGUAGES)} "
-            "(the kiosk UI provides translations)"
+            "(the documents are English only; the consent screen itself is translated)"
         )
 
 
@@ -854,7 +854,11 @@ def write_documents(cfg: KioskConfig, directory: Path, *, controller: Controller
     ]
     untranslated = [lang for lang in cfg.event.languages if lang not in SUPPORTED_LANGUAGES]
     if untranslated:
-        index += ["", f"Guest-facing texts exist in English only; not yet in: {', '.join(untranslated)}."]
+        index += [
+            "",
+            "These documents exist in English only (the consent screen is translated); not yet in: "
+            f"{', '.join(untranslated)}.",
+        ]
     documents["index.md"] = "\n".join(index) + "\n"
     paths = []
     for name, text in documents.items():
@@ -919,7 +923,8 @@ def compliance_main(argv: Sequence[str]) -> int:
     untranslated = [lang for lang in cfg.event.languages if lang not in SUPPORTED_LANGUAGES]
     if untranslated:
         print(
-            f"note: guest texts rendered in English only; no text yet for {', '.join(untranslated)}",
+            f"note: documents rendered in English only (the consent screen is translated); "
+            f"no documents yet for {', '.join(untranslated)}",
             file=sys.stderr,
         )
     return 0
