@@ -207,7 +207,9 @@ def _random_path(rng: random.Random, pending: list[str]) -> str:
     if pending:
         token = rng.choice(pending)
         obj, key = token.split(".", 1)
-        wrong = key[:-1] + ("A" if key[-1] != "A" else "B")
+        # Change a middle character: the last one also carries 2 unused bits, so swapping it for a
+        # neighbour can spell the same key (and spend the link: found when this check first ran).
+        wrong = key[:20] + ("A" if key[20] != "A" else "B") + key[21:]
         choices.append(f"/d/{obj}.{wrong}")  # a wrong key must not destroy somebody's delivery
     return rng.choice(choices)
 
