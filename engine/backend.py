@@ -14,7 +14,9 @@ FloatArray = npt.NDArray[np.float32]
 
 @runtime_checkable
 class InferenceBackend(Protocol):
-    """Runs one model. Pre- and post-processing are not its business (see ``engine.preprocess``).
+    """Runs one model. Pre- and post-processing are not its business: they live with each model's caller
+    (``engine.detect.letterbox``/``decode_detections`` for BlazeFace, ``engine.matting.Matter.matte`` for
+    MODNet, ``engine.preview.PreviewAnalyzer.segment`` for selfie segmentation).
 
     ``infer`` takes named float32 input arrays with exactly the shapes in ``input_shapes`` and returns
     named float32 outputs. The returned arrays are owned by the caller (never views of runtime buffers

@@ -31,6 +31,8 @@ from appliance.camera import (
     make_frame_source,
     open_frame_source,
 )
+from appliance.camera.csi_source import CsiFrameSource, csi_pipeline, opencv_has_gstreamer
+from appliance.camera.v4l2_source import V4l2FrameSource
 from appliance.config import (
     CsiCameraConfig,
     DemoCameraConfig,
@@ -38,8 +40,6 @@ from appliance.config import (
     V4l2CameraConfig,
     VideoCameraConfig,
 )
-from appliance.csi_source import CsiFrameSource, csi_pipeline, opencv_has_gstreamer
-from appliance.v4l2_source import V4l2FrameSource
 
 REPO = Path(__file__).resolve().parents[2]
 FACES = REPO / "tests" / "assets" / "faces"
@@ -451,11 +451,11 @@ def test_factory_imports_only_the_named_implementation() -> None:
         "from appliance.camera import make_frame_source\n"
         "from appliance.config import DemoCameraConfig, V4l2CameraConfig\n"
         "make_frame_source(DemoCameraConfig())\n"
-        "assert 'appliance.v4l2_source' not in sys.modules\n"
-        "assert 'appliance.csi_source' not in sys.modules\n"
+        "assert 'appliance.camera.v4l2_source' not in sys.modules\n"
+        "assert 'appliance.camera.csi_source' not in sys.modules\n"
         "make_frame_source(V4l2CameraConfig(source='v4l2'))\n"
-        "assert 'appliance.v4l2_source' in sys.modules\n"
-        "assert 'appliance.csi_source' not in sys.modules\n"
+        "assert 'appliance.camera.v4l2_source' in sys.modules\n"
+        "assert 'appliance.camera.csi_source' not in sys.modules\n"
     )
     subprocess.run([sys.executable, "-c", code], check=True, cwd=REPO, timeout=60)
 

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import cv2
 
-from appliance.camera import CameraError, Clock, ManagedFrameSource, RgbImage, bgr_to_rgb
+from appliance.camera.base import CameraError, Clock, OpenCvFrameSource, open_video_capture
 from appliance.config import V4l2CameraConfig
 
 __all__ = ["V4l2FrameSource"]
@@ -22,7 +22,7 @@ logger = logging.getLogger(__name__)
 _SELECT_TIMEOUT_ENV = "OPENCV_VIDEOIO_V4L_SELECT_TIMEOUT"
 
 
-class V4l2FrameSource(ManagedFrameSource):
+class V4l2FrameSource(OpenCvFrameSource):
     """A V4L2 device (``/dev/videoN``) at the configured size, rate and pixel format (MJPG by default).
 
     The camera paces itself: ``read()`` blocks until the next frame, at most about
@@ -33,9 +33,8 @@ class V4l2FrameSource(ManagedFrameSource):
     def __init__(self, cfg: V4l2CameraConfig, *, clock: Clock = time.monotonic) -> None:
         super().__init__(fps=None, clock=clock)
         self._cfg = cfg
-        self._capture: cv2.VideoCapture | None = None
 
-    def _acquire(self) -> None:
+    def _open_capture(self) -> cv2.VideoCapture:
         cfg = self._cfg
         device = Path(cfg.device)
         # Checked first because OpenCV only prints a warning and returns a closed capture otherwise.
@@ -49,12 +48,11 @@ class V4l2FrameSource(ManagedFrameSource):
         # setdefault: an operator who exported the variable on purpose keeps their value. The session
         # worker is one process per session, so the first camera it opens decides the value.
         os.environ.setdefault(_SELECT_TIMEOUT_ENV, str(cfg.read_timeout_seconds))
-        capture = cv2.VideoCapture(cfg.device, cv2.CAP_V4L2)
-        if not capture.isOpened():
-            capture.release()
-            raise CameraError(
-                f"OpenCV cannot open {cfg.device} as a V4L2 camera (busy, or not a capture node?)"
-            )
+        capture = open_video_capture(
+            cfg.device,
+            cv2.CAP_V4L2,
+            cannot_open=f"OpenCV cannot open {cfg.device} as a V4L2 camera (busy, or not a capture node?)",
+        )
         # Pixel format before size: some UVC drivers reset the size when the format changes.
         capture.set(cv2.CAP_PROP_FOURCC, cv2.VideoWriter.fourcc(*cfg.fourcc))
         capture.set(cv2.CAP_PROP_FRAME_WIDTH, cfg.width)
@@ -72,21 +70,10 @@ class V4l2FrameSource(ManagedFrameSource):
                 cfg.width,
                 cfg.height,
             )
-        self._capture = capture
+        return capture
 
-    def _release(self) -> None:
-        if self._capture is not None:
-            self._capture.release()
-            self._capture = None
-
-    def _grab(self) -> RgbImage:
-        if self._capture is None:
-            raise CameraError("V4L2 source is not open")
-        started = time.monotonic()
-        ok, frame = self._capture.read()
-        if not ok or frame is None:
-            raise CameraError(
-                f"V4L2 camera {self._cfg.device} gave no frame within "
-                f"{time.monotonic() - started:.1f}s (unplugged or stalled?)"
-            )
-        return bgr_to_rgb(frame)
+    def _no_frame(self, waited_seconds: float) -> str:
+        return (
+            f"V4L2 camera {self._cfg.device} gave no frame within {waited_seconds:.1f}s "
+            "(unplugged or stalled?)"
+        )

@@ -10,7 +10,7 @@ import time
 
 import cv2
 
-from appliance.camera import CameraError, Clock, ManagedFrameSource, RgbImage, bgr_to_rgb
+from appliance.camera.base import CameraError, Clock, OpenCvFrameSource, open_video_capture
 from appliance.config import CsiCameraConfig
 
 __all__ = ["CsiFrameSource", "csi_pipeline", "opencv_has_gstreamer", "require_gstreamer_element"]
@@ -73,7 +73,7 @@ def opencv_has_gstreamer() -> bool:
     return match is not None and match.group(1).upper() == "YES"
 
 
-class CsiFrameSource(ManagedFrameSource):
+class CsiFrameSource(OpenCvFrameSource):
     """A CSI sensor through ``csi_pipeline(cfg)``; frames are RGB ``(height, width, 3)``.
 
     ``open()`` first checks that nvarguscamerasrc exists and that cv2 has GStreamer, raising a clear
@@ -83,9 +83,8 @@ class CsiFrameSource(ManagedFrameSource):
     def __init__(self, cfg: CsiCameraConfig, *, clock: Clock = time.monotonic) -> None:
         super().__init__(fps=None, clock=clock)
         self._cfg = cfg
-        self._capture: cv2.VideoCapture | None = None
 
-    def _acquire(self) -> None:
+    def _open_capture(self) -> cv2.VideoCapture:
         cfg = self._cfg
         require_gstreamer_element(_CSI_ELEMENT, timeout_seconds=cfg.probe_timeout_seconds)
         if not opencv_has_gstreamer():
@@ -93,27 +92,18 @@ class CsiFrameSource(ManagedFrameSource):
                 "this OpenCV was built without GStreamer (PyPI wheels are): on the Jetson run in a venv made "
                 "with --system-site-packages so JetPack's cv2 is used"
             )
-        capture = cv2.VideoCapture(csi_pipeline(cfg), cv2.CAP_GSTREAMER)
-        if not capture.isOpened():
-            capture.release()
-            raise CameraError(
+        capture = open_video_capture(
+            csi_pipeline(cfg),
+            cv2.CAP_GSTREAMER,
+            cannot_open=(
                 f"cannot start the CSI camera on sensor-id {cfg.sensor_id}: is the ribbon cable seated and "
                 "nvargus-daemon running?"
-            )
+            ),
+        )
         # Honoured by OpenCV's GStreamer backend (GStreamer >= 1.10); a failed set only means no limit.
         if not capture.set(cv2.CAP_PROP_READ_TIMEOUT_MSEC, cfg.read_timeout_seconds * 1000):
             logger.warning("this OpenCV cannot limit CSI read time; a stalled sensor may block reads")
-        self._capture = capture
+        return capture
 
-    def _release(self) -> None:
-        if self._capture is not None:
-            self._capture.release()
-            self._capture = None
-
-    def _grab(self) -> RgbImage:
-        if self._capture is None:
-            raise CameraError("CSI source is not open")
-        ok, frame = self._capture.read()
-        if not ok or frame is None:
-            raise CameraError(f"CSI camera on sensor-id {self._cfg.sensor_id} gave no frame")
-        return bgr_to_rgb(frame)
+    def _no_frame(self, waited_seconds: float) -> str:
+        return f"CSI camera on sensor-id {self._cfg.sensor_id} gave no frame"
