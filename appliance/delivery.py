@@ -5,7 +5,9 @@ store) and forgets the key once the QR screen is gone, so a lost or stolen kiosk
 (DESIGN.md §3 "Delivery"). ``peek`` (the landing page) never spends a link — link-preview bots prefetch —
 ``spend`` (the POST) does, exactly once, even under concurrent requests: the winner is whoever renames the
 file first, an atomic operation on one filesystem. Unknown, expired, spent and wrongly keyed links are
-indistinguishable to the caller.
+indistinguishable to the caller, by their answer and by the work done for them: every refused link costs
+one AES-GCM decryption of a delivery-sized blob, a decoy when there is no real one (issue 20: a known id
+with a wrong key took 3.3 ms, an unknown id 2.5 ms).
 """
 
 from __future__ import annotations
@@ -28,10 +30,21 @@ from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
 logger = logging.getLogger(__name__)
 
-_TOKEN = re.compile(r"^([0-9a-f]{32})\.([A-Za-z0-9_-]{43})$")
+# Used with fullmatch only: with match, "$" also matched before a final newline, so "<token>\n" (a link
+# ending in %0A) opened the photo (issue 20). Only the QR's exact spelling may.
+_TOKEN = re.compile(r"([0-9a-f]{32})\.([A-Za-z0-9_-]{43})")
 _HEADER = struct.Struct("!4sd12s")  # magic, expires (epoch s), nonce
 _MAGIC = b"HKD1"
+_TAG_BYTES = 16
 MAX_DELIVERY_BYTES = 32 * 2**20
+# The decoy's JPEG size until the first delivery is made (then it is the last delivery's): a headshot's order.
+DECOY_DEFAULT_BYTES = 256 * 1024
+# How long a work file may stay before the expiry sweep takes it for a crash's leftover. create() writes
+# ".<id>.partial" and renames it; spend() renames the delivery to ".<id>.<rand>.spent" and reads it once:
+# each lives for the time of one write or read of at most MAX_DELIVERY_BYTES to RAM, far under a second.
+# (The sweep used to delete every dot-file at once, so 16 of 500 creations failed with it running every
+# 2 ms: issue 20.) A restart's store sweep removes them regardless.
+WORK_FILE_GRACE_SECONDS = 300.0
 
 
 class DeliveryGone(Exception):
@@ -54,12 +67,21 @@ class DeliveryStore:
     """Delivery blobs in ``directory`` (on the RAM store's tmpfs, mode 0700). Thread-safe."""
 
     def __init__(
-        self, directory: Path, *, window_seconds: float, clock: Callable[[], float] = time.time
+        self,
+        directory: Path,
+        *,
+        window_seconds: float,
+        clock: Callable[[], float] = time.time,
+        work_file_grace_seconds: float = WORK_FILE_GRACE_SECONDS,
     ) -> None:
+        """``clock`` (epoch seconds) sets and checks expiry; the age of work files is measured on the
+        filesystem's own clock (their ctime against ``time.time()``), whatever ``clock`` is."""
         self.directory = directory
         self.window_seconds = window_seconds
         self.clock = clock
+        self.work_file_grace_seconds = work_file_grace_seconds
         self._lock = threading.Lock()
+        self._decoy = _decoy_blob(DECOY_DEFAULT_BYTES)
         directory.mkdir(mode=0o700, parents=False, exist_ok=True)
         os.chmod(directory, 0o700)
 
@@ -80,11 +102,14 @@ class DeliveryStore:
         finally:
             os.close(fd)
         os.replace(tmp, self.directory / obj_id)
+        # Refused links are decrypted against a decoy of the size real ones have (see _open).
+        if len(self._decoy) != len(blob):
+            self._decoy = _decoy_blob(len(jpeg))
         token = f"{obj_id}.{base64.urlsafe_b64encode(key).rstrip(b'=').decode()}"
         return DeliveryTicket(token=token, expires_at=expires)
 
     def _parse(self, token: str) -> tuple[str, bytes]:
-        m = _TOKEN.match(token)
+        m = _TOKEN.fullmatch(token)
         if m is None:
             raise DeliveryGone
         key = base64.urlsafe_b64decode(m.group(2) + "=")
@@ -95,19 +120,33 @@ class DeliveryStore:
         return m.group(1), key
 
     def _open(self, path: Path, obj_id: str, key: bytes) -> bytes:
+        """Decrypt the delivery at ``path`` with ``key``, or raise DeliveryGone.
+
+        Every outcome costs the same work: one read attempt, then one AES-GCM decryption of a delivery-sized
+        blob. When there is nothing to open (no file, a short or foreign one, an expired one) the decryption
+        runs on the decoy, which no key opens, so an unknown id takes as long as a known one with a wrong
+        key, and an expired photo is never decrypted into this process."""
+        blob: bytes | bytearray
         try:
             blob = path.read_bytes()
         except OSError:
-            raise DeliveryGone from None
-        if len(blob) < _HEADER.size + 16:
-            raise DeliveryGone
-        magic, expires, nonce = _HEADER.unpack_from(blob)
-        if magic != _MAGIC or expires <= self.clock():
-            raise DeliveryGone
+            blob = b""
+        usable = len(blob) >= _HEADER.size + _TAG_BYTES
+        if usable:
+            magic, expires, _ = _HEADER.unpack_from(blob)
+            usable = magic == _MAGIC and expires > self.clock()
+        if not usable:
+            # A copy, as the read above makes one: the same allocation and memory traffic.
+            blob = bytearray(self._decoy)
+        view = memoryview(blob)
+        nonce = _HEADER.unpack_from(view)[2]
         try:
-            return AESGCM(key).decrypt(nonce, blob[_HEADER.size :], obj_id.encode() + blob[: _HEADER.size])
+            jpeg = AESGCM(key).decrypt(nonce, view[_HEADER.size :], obj_id.encode() + view[: _HEADER.size])
         except InvalidTag:
             raise DeliveryGone from None
+        if not usable:  # the decoy opened: a 2**-128 chance; still nothing to deliver
+            raise DeliveryGone
+        return jpeg
 
     def peek(self, token: str) -> int:
         """Check a link without spending it; returns the photo's size in bytes. Raises ``DeliveryGone``."""
@@ -143,20 +182,30 @@ class DeliveryStore:
         return True
 
     def purge_expired(self) -> int:
-        """Delete expired and abandoned blobs; returns how many were removed."""
+        """Delete expired deliveries and work files a crash left behind; returns how many were removed.
+
+        Only what is complete and finished with: a delivery (a plain ``<id>`` name, which appears only by an
+        atomic rename once fully written) whose expiry has passed or whose header is unreadable, and a
+        work file (``.<id>.partial`` being written, ``.<id>.<rand>.spent`` being collected) older than
+        ``work_file_grace_seconds``. A work file younger than that belongs to a create() or spend() running
+        now, and deleting it would fail a guest's delivery or lose the photo of a link being collected."""
         removed = 0
         now = self.clock()
+        wall = time.time()  # ctimes are the filesystem's wall-clock time, whatever self.clock is
         with self._lock, os.scandir(self.directory) as entries:
             for entry in entries:
                 path = Path(entry.path)
-                expired = True
-                if not entry.name.startswith("."):
-                    try:
+                try:
+                    if entry.name.startswith("."):
+                        # ctime, not mtime: a rename (to .spent) updates it, and keeps the delivery's mtime.
+                        changed = entry.stat(follow_symlinks=False).st_ctime
+                        expired = wall - changed > self.work_file_grace_seconds
+                    else:
                         with path.open("rb") as f:
                             head = f.read(_HEADER.size)
                         expired = len(head) < _HEADER.size or _HEADER.unpack(head)[1] <= now
-                    except OSError:
-                        continue
+                except OSError:
+                    continue  # gone meanwhile (collected, revoked), or unreadable: the next tick looks again
                 if expired:
                     with contextlib.suppress(FileNotFoundError):
                         path.unlink()
@@ -167,3 +216,10 @@ class DeliveryStore:
         """How many deliveries are waiting to be collected (for the dashboard)."""
         with os.scandir(self.directory) as entries:
             return sum(1 for e in entries if not e.name.startswith("."))
+
+
+def _decoy_blob(jpeg_bytes: int) -> bytes:
+    """A blob shaped like a delivery of ``jpeg_bytes`` (header, ciphertext, tag) under an expired header,
+    all zeros: AES-GCM takes as long on zeros as on a photo, and an all-zero tag verifies under no key we
+    will meet (a 2**-128 chance per try). Holds nothing of anybody."""
+    return _HEADER.pack(_MAGIC, 0.0, bytes(12)) + bytes(jpeg_bytes + _TAG_BYTES)

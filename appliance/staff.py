@@ -183,7 +183,7 @@ def _minute(epoch: float) -> str:
 
 
 def _check_name(name: str) -> str:
-    if not _NAME.match(name):
+    if not _NAME.fullmatch(name):
         raise StaffError(
             f"invalid staff name {name!r}: use 2-32 characters, lowercase letters, digits, '.', '_' or '-', "
             "starting with a letter"
@@ -462,7 +462,7 @@ class StaffStore:
         # Read once without the lock to get the hash; argon2 runs outside the lock because it is deliberately
         # slow and must not serialise the CLI behind a sign-in. Unknown names still pay for one argon2 verify.
         try:
-            snapshot = self._read() if _NAME.match(name) else {}
+            snapshot = self._read() if _NAME.fullmatch(name) else {}
         except StaffError:
             logger.error("staff accounts file unusable; refusing sign-in")
             raise
@@ -486,7 +486,7 @@ class StaffStore:
             matched: int | None = None
             if not password_ok or account["password_hash"] != stored_hash:
                 reason = FailureReason.WRONG_PASSWORD
-            elif not _CODE.match(code):
+            elif not _CODE.fullmatch(code):
                 reason = FailureReason.WRONG_CODE
             else:
                 matched = self._matching_step(str(account["totp_secret"]), code, step)

@@ -33,7 +33,7 @@ def parse_background(spec: str) -> Background:
     """``studio-grey`` | ``white`` | ``blur`` | ``#RRGGBB``; raises ValueError naming the valid choices."""
     if spec in NAMED_BACKGROUNDS:
         return Background(spec, (255, 255, 255) if spec == "white" else (0, 0, 0))
-    if _HEX.match(spec):
+    if _HEX.fullmatch(spec):
         return Background("colour", (int(spec[1:3], 16), int(spec[3:5], 16), int(spec[5:7], 16)))
     raise ValueError(f"unknown background {spec!r}; use studio-grey, white, blur or a colour like #1F4E79")
 

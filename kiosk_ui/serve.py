@@ -21,6 +21,7 @@ import logging
 import os
 import shutil
 import ssl
+import string
 import tempfile
 import threading
 import time
@@ -29,6 +30,7 @@ from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from cheroot import errors as cheroot_errors
 from cheroot import server as cheroot_server
 from cheroot import wsgi
 from cheroot.ssl.builtin import BuiltinSSLAdapter
@@ -53,6 +55,29 @@ DELIVERY_THREADS = 24
 SHUTDOWN_TIMEOUT_SECONDS = 2.0
 EPHEMERAL_CERT_DAYS = 30
 
+# Request size limits, enforced by cheroot while it reads, before the app (and the delivery listener's rate
+# limiter) runs. cheroot's default is 0 = unlimited: a 200 MB header to the delivery listener grew the
+# process from 98 to 336 MB before its 404 (issue 20). The head is the request line plus the headers;
+# browsers send well under 2 KiB and the longest legitimate path, /d/<id>.<key>, is 79 bytes.
+MAX_REQUEST_HEAD_BYTES = 8 * 1024
+# Bodies as each listener's routes need them. The guest API takes small JSON documents: the largest, a
+# consent with at most 16 choice names of at most 64 characters, is 1.2 KiB (4.3 KiB if every character
+# took four UTF-8 bytes). The staff forms are a few fields, the longest a password of at most 1024
+# characters: 12 KiB at the very most, four-byte characters percent-encoded. The delivery listener's only
+# body is the empty "Save photo" form. The apps' own MAX_CONTENT_LENGTH (16, 64 and 1 KiB) stays behind.
+UI_MAX_BODY_BYTES = 8 * 1024
+STAFF_MAX_BODY_BYTES = 16 * 1024
+DELIVERY_MAX_BODY_BYTES = 1024
+FALLBACK_MAX_BODY_BYTES = 16 * 1024  # a Listener around an app that declares no MAX_CONTENT_LENGTH
+# After refusing an oversized request, read and discard what the client already sent, within these bounds,
+# before closing: closing with unread data makes the kernel answer with a TCP reset, which can destroy the
+# 413/431 reply before the client reads it. A client still streaming after that gets the reset.
+LINGER_MAX_BYTES = 256 * 1024
+LINGER_SECONDS = 1.0
+LINGER_IDLE_SECONDS = 0.1
+# Replies that may leave part of the request unread on the socket.
+_OVERSIZE_STATUSES = frozenset({"411", "413", "414", "431"})
+
 WsgiApp = Callable[..., Iterable[bytes]]
 
 
@@ -71,7 +96,27 @@ _clear_url_cache: Callable[[], None] = getattr(urllib.parse, "clear_cache", lamb
 
 
 class _KioskRequest(cheroot_server.HTTPRequest):  # type: ignore[misc]
-    """cheroot's request handler, but its own error replies carry our security headers and close."""
+    """cheroot's request handler, but its own error replies carry our security headers and close, an
+    oversized head is answered 431 (cheroot says 413) and a chunked body 411."""
+
+    def read_request_headers(self) -> bool:
+        """cheroot's header parsing, with the size limit's answer corrected and chunked bodies refused."""
+        try:
+            ok = bool(super().read_request_headers())
+        except cheroot_errors.MaxSizeExceeded:
+            # parse_request would answer "413 Request Entity Too Large"; RFC 6585 has the precise status.
+            self.simple_response(
+                "431 Request Header Fields Too Large",
+                "The request line and headers exceed the allowed size.",
+            )
+            return False
+        if ok and self.chunked_read:
+            # cheroot enforces the body limit on a chunked body only while the app reads it, by raising
+            # inside the app (a 500). Browsers and our clients always send a Content-Length, so the length
+            # is required up front (RFC 9112 6.3) and checked before a byte of body is read.
+            self.simple_response("411 Length Required", "Send the request body with a Content-Length.")
+            return False
+        return ok
 
     def simple_response(self, status: object, msg: str | bytes = "") -> None:
         body = msg.encode("ISO-8859-1") if isinstance(msg, str) else msg
@@ -86,6 +131,24 @@ class _KioskRequest(cheroot_server.HTTPRequest):  # type: ignore[misc]
         self.close_connection = True
         with contextlib.suppress(OSError):  # the client is gone; nothing to tell it
             self.conn.wfile.write(("\r\n".join(head) + "\r\n\r\n").encode("ISO-8859-1") + body)
+        if str(status)[:3] in _OVERSIZE_STATUSES:
+            self._drain()
+
+    def _drain(self) -> None:
+        """Discard what the client already sent, bounded by LINGER_MAX_BYTES and LINGER_SECONDS, so the
+        close that follows is a FIN the client reads the reply before, not a reset that may destroy it."""
+        sock = self.conn.socket
+        deadline = time.monotonic() + LINGER_SECONDS
+        drained = 0
+        # OSError covers a timeout, a reset and TLS errors (ssl.SSLError), ValueError a socket already
+        # closed; the connection closes next anyway.
+        with contextlib.suppress(OSError, ValueError):
+            sock.settimeout(LINGER_IDLE_SECONDS)
+            while drained < LINGER_MAX_BYTES and time.monotonic() < deadline:
+                chunk = sock.recv(16384)
+                if not chunk:
+                    break
+                drained += len(chunk)
 
 
 class _KioskConnection(cheroot_server.HTTPConnection):  # type: ignore[misc]
@@ -114,10 +177,43 @@ class _KioskConnection(cheroot_server.HTTPConnection):  # type: ignore[misc]
             reset()
 
 
+# Characters a logged path keeps as they are: RFC 3986's unreserved and reserved ones except the quote.
+# Everything else, '%' included, is written percent-encoded, so the log shows the path as it was sent.
+_PATH_KEEP = frozenset(string.ascii_letters + string.digits + "-._~:/?#[]@!$&()*+,;=")
+
+
+def loggable_path(path: str) -> str:
+    """``path`` (WSGI's PATH_INFO: bytes decoded as latin-1) with every byte outside ``_PATH_KEEP``
+    percent-encoded: a client's ``%0A`` cannot start a forged log line, ``%1B`` cannot drive a terminal,
+    and quotes and spaces cannot end the ``/d/`` redaction early. Redact the result (appliance.logsafe)."""
+    out = []
+    for char in path:
+        if char in _PATH_KEEP:
+            out.append(char)
+        else:
+            # PATH_INFO holds one byte per character; anything wider did not come from a WSGI server but
+            # is never logged raw either.
+            raw = char.encode("latin-1") if ord(char) < 0x100 else char.encode("utf-8")
+            out.extend(f"%{byte:02X}" for byte in raw)
+    return "".join(out)
+
+
+def loggable_text(text: str) -> str:
+    """``text`` with every character that is not printable ASCII (a space is) written as a Python escape
+    (``\\n``, ``\\x1b``, ``\\u2028``) and the backslash doubled: one log line stays one line, whatever a
+    client put into it."""
+    return "".join(
+        char if " " <= char <= "~" and char != "\\" else char.encode("unicode_escape").decode("ascii")
+        for char in text
+    )
+
+
 class AccessLog:
     """WSGI middleware that logs one line per request with the path redacted (``/d/<redacted>``).
 
-    cheroot itself writes no access log; this is the only one, so delivery tokens cannot reach it."""
+    cheroot itself writes no access log; this is the only one, so delivery tokens cannot reach it. The
+    method and path come from the client: they are escaped before they are logged, so a request cannot
+    write a line of its own into the journal."""
 
     def __init__(self, app: WsgiApp, name: str) -> None:
         self.app = app
@@ -133,10 +229,10 @@ class AccessLog:
 
         result = self.app(environ, _start)
         if self.log.isEnabledFor(logging.DEBUG):
-            path = redact(str(environ.get("PATH_INFO", "")))
+            path = redact(loggable_path(str(environ.get("PATH_INFO", ""))))
             self.log.debug(
                 "%s %s -> %s in %.1f ms",
-                environ.get("REQUEST_METHOD", "-"),
+                loggable_text(str(environ.get("REQUEST_METHOD", "-"))),
                 path,
                 status_holder[0] if status_holder else "-",
                 (time.perf_counter() - started) * 1000,
@@ -145,7 +241,11 @@ class AccessLog:
 
 
 class Listener:
-    """One cheroot server on its own thread. ``port`` is the bound port (useful with port 0)."""
+    """One cheroot server on its own thread. ``port`` is the bound port (useful with port 0).
+
+    ``max_head_bytes`` bounds the request line and headers (431 beyond, 414 for the request line alone),
+    ``max_body_bytes`` the declared Content-Length (413 beyond, before the body is read); ``None`` takes the
+    app's own ``MAX_CONTENT_LENGTH`` (a Flask app's config), else ``FALLBACK_MAX_BODY_BYTES``."""
 
     def __init__(
         self,
@@ -157,6 +257,8 @@ class Listener:
         threads: int,
         ssl_adapter: BuiltinSSLAdapter | None = None,
         cert_pem: bytes | None = None,
+        max_head_bytes: int = MAX_REQUEST_HEAD_BYTES,
+        max_body_bytes: int | None = None,
     ) -> None:
         self.name = name
         self.host = host
@@ -168,6 +270,13 @@ class Listener:
             server_name=f"headshot-kiosk-{name}",
             shutdown_timeout=SHUTDOWN_TIMEOUT_SECONDS,
         )
+        if max_body_bytes is None:
+            declared = getattr(app, "config", {}).get("MAX_CONTENT_LENGTH")
+            max_body_bytes = int(declared) if declared else FALLBACK_MAX_BODY_BYTES
+        if max_head_bytes <= 0 or max_body_bytes <= 0:
+            raise ValueError("request size limits must be positive (cheroot reads 0 as unlimited)")
+        self._server.max_request_header_size = max_head_bytes
+        self._server.max_request_body_size = max_body_bytes
         # cheroot's own error log goes to stderr raw; route it through logging with the token patterns
         # masked (a malformed request line could carry a /d/ path).
         self._server.error_log = self._error_log  # type: ignore[method-assign]
@@ -178,8 +287,9 @@ class Listener:
         self._thread: threading.Thread | None = None
 
     def _error_log(self, msg: str = "", level: int = logging.INFO, traceback: bool = False) -> None:
-        # Handshake failures from phones that distrust a self-signed cert are routine: keep them quiet.
-        logger.log(min(level, logging.INFO), "%s listener: %s", self.name, redact(str(msg)))
+        # Handshake failures from phones that distrust a self-signed cert are routine: keep them quiet. The
+        # message can quote what a client sent (a request line, a header): escaped, then tokens masked.
+        logger.log(min(level, logging.INFO), "%s listener: %s", self.name, redact(loggable_text(str(msg))))
 
     @property
     def port(self) -> int:
@@ -218,7 +328,13 @@ def _san_entry(name: str) -> x509.GeneralName:
 
 
 def ephemeral_certificate(hosts: Iterable[str]) -> tuple[bytes, bytes]:
-    """A self-signed P-256 certificate for ``hosts`` (DNS names or IPs): ``(cert_pem, key_pem)``."""
+    """A self-signed P-256 *leaf* certificate for ``hosts`` (DNS names or IPs): ``(cert_pem, key_pem)``.
+
+    It is trusted, where anyone trusts it, by pinning this one certificate (``cadata=cert_pem`` in tests,
+    a browser's exception). It is never a CA: the probe in issue 20 found ``CA:TRUE`` here, so a laptop that
+    trusted it would have trusted anything its key signed. BasicConstraints CA:FALSE (critical), KeyUsage
+    digitalSignature only (an ECDSA key signs the handshake; keyEncipherment is for RSA key transport),
+    ExtendedKeyUsage serverAuth."""
     names = list(dict.fromkeys(hosts))
     key = ec.generate_private_key(ec.SECP256R1())
     subject = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, names[0])])
@@ -232,8 +348,23 @@ def ephemeral_certificate(hosts: Iterable[str]) -> tuple[bytes, bytes]:
         .not_valid_before(now - datetime.timedelta(minutes=5))
         .not_valid_after(now + datetime.timedelta(days=EPHEMERAL_CERT_DAYS))
         .add_extension(x509.SubjectAlternativeName([_san_entry(n) for n in names]), critical=False)
-        .add_extension(x509.BasicConstraints(ca=True, path_length=0), critical=True)
+        .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
+        .add_extension(
+            x509.KeyUsage(
+                digital_signature=True,
+                content_commitment=False,
+                key_encipherment=False,
+                data_encipherment=False,
+                key_agreement=False,
+                key_cert_sign=False,
+                crl_sign=False,
+                encipher_only=False,
+                decipher_only=False,
+            ),
+            critical=True,
+        )
         .add_extension(x509.ExtendedKeyUsage([x509.oid.ExtendedKeyUsageOID.SERVER_AUTH]), critical=False)
+        .add_extension(x509.SubjectKeyIdentifier.from_public_key(key.public_key()), critical=False)
         .sign(key, hashes.SHA256())
     )
     key_pem = key.private_bytes(
@@ -293,7 +424,14 @@ def ui_listener(kiosk: Kiosk, cfg: KioskConfig) -> Listener:
 
     if not is_loopback(cfg.ui.host):
         raise ValueError(f"ui.host must be a loopback address; got {cfg.ui.host!r}")
-    return Listener("ui", create_app(kiosk), cfg.ui.host, cfg.ui.port, threads=UI_THREADS)
+    return Listener(
+        "ui",
+        create_app(kiosk),
+        cfg.ui.host,
+        cfg.ui.port,
+        threads=UI_THREADS,
+        max_body_bytes=UI_MAX_BODY_BYTES,
+    )
 
 
 def delivery_listener(kiosk: Kiosk, cfg: KioskConfig) -> Listener:
@@ -309,6 +447,7 @@ def delivery_listener(kiosk: Kiosk, cfg: KioskConfig) -> Listener:
         threads=DELIVERY_THREADS,
         ssl_adapter=adapter,
         cert_pem=cert_pem,
+        max_body_bytes=DELIVERY_MAX_BODY_BYTES,
     )
 
 
@@ -344,6 +483,7 @@ def staff_listener(kiosk: Kiosk, cfg: KioskConfig) -> Listener:
         threads=STAFF_THREADS,
         ssl_adapter=tls[0] if tls is not None else None,
         cert_pem=tls[1] if tls is not None else None,
+        max_body_bytes=STAFF_MAX_BODY_BYTES,
     )
 
 

@@ -5,6 +5,11 @@ Every response must be < 500 and carry ``Content-Security-Policy`` and ``X-Conte
 ``Cache-Control: no-store`` on the API and delivery listener). Responses cheroot writes itself for requests
 that never reach the application (a malformed request line) are counted apart: they are the HTTP server's,
 not the app's, and are reported as such.
+
+Beyond the generated cases, each listener gets the edges issue 20 found: heads and bodies past the size
+limits (431/413 or a closed connection, never a grown process or a 5xx), deeply nested JSON to every
+guest POST (400 from the parser, not a RecursionError's 500), and paths with encoded control characters
+(``%0A``, ``%0D``, ``%1B``), which must not open a link and must not spend one.
 """
 
 from __future__ import annotations
@@ -26,6 +31,20 @@ from tests.audit.state import Audit
 # The MJPEG preview never ends while the visit is in preview; schemathesis would wait for the end of the
 # body forever. The audit reads it with a bounded client instead (sessions.py).
 SKIP_OPERATIONS = ("GET /api/session/preview.mjpg",)
+
+# Encoded control characters for paths: a link that ends in one must not open (the token pattern's "$" once
+# matched before a final newline), and none may split the access log's line.
+CONTROL_SUFFIXES = ("%0A", "%0D%0A", "%0D", "%1B", "%1B[2J", "%00", "%E2%80%A8")
+# JSON nested past Python's recursion limit. The first is far over the guest listener's body limit (413
+# from the listener); the others fit under it and reach the app's parser.
+NESTED_JSON_BODIES = (
+    b"[" * 100_000,
+    b"[" * 5_000,
+    b"[" * 3_000 + b"]" * 3_000,
+    b'{"a":' * 1_200 + b"1" + b"}" * 1_200,
+)
+# A head far past the listeners' limit (a few KiB), as one header and as many.
+LONG_HEADER_BYTES = 1 << 20
 
 
 @dataclass
@@ -139,8 +158,46 @@ def fuzz_api(audit: Audit, examples: int, deadline: float) -> FuzzStats:
 
                 with contextlib.suppress(hypothesis.errors.Unsatisfiable):
                     run()
+    # Before the final delete: a POST /api/session among the edges may start a visit.
+    _api_edges(stats, base, session, [op.path for op in operations if op.method.upper() == "POST"])
     api.post("/api/session/delete")
     return stats
+
+
+def _api_edges(stats: FuzzStats, base: str, session: Any, post_paths: list[str]) -> None:
+    """Nested JSON to every POST, an oversized head, and control characters in paths, against the guest
+    listener. Each answer is checked like a generated case; a dropped connection is allowed only for the
+    requests the listener refuses for their size."""
+    import requests
+
+    cases: list[tuple[str, str, dict[str, str], bytes, bool]] = []  # label, path, headers, body, may drop
+    json_type = {"Content-Type": "application/json"}
+    for path in post_paths:
+        for body in NESTED_JSON_BODIES:
+            cases.append((f"POST {path} nested JSON ({len(body)} bytes)", path, json_type, body, True))
+    cases.append(
+        (
+            "GET /api/session with a 1 MiB header",
+            "/api/session",
+            {"X-Big": "y" * LONG_HEADER_BYTES},
+            b"",
+            True,
+        )
+    )
+    many = {f"X-H{i}": "z" * 100 for i in range(500)}
+    cases.append(("GET /api/session with 500 headers", "/api/session", many, b"", True))
+    for suffix in CONTROL_SUFFIXES:
+        cases.append((f"GET /api/session{suffix}", f"/api/session{suffix}", {}, b"", False))
+        cases.append((f"GET /{suffix}ERROR", f"/{suffix}ERROR", {}, b"", False))
+    for label, path, headers, body, may_drop in cases:
+        method = "POST" if body else "GET"
+        try:
+            response = session.request(method, base + path, data=body or None, headers=headers, timeout=60)
+        except requests.RequestException as exc:
+            if not may_drop:
+                stats.transport_errors.append(f"{label}: {type(exc).__name__}")
+            continue
+        _check_headers(stats, label, response.status_code, dict(response.headers), no_store=True)
 
 
 # -- the delivery listener ---------------------------------------------------------------------------------
@@ -203,6 +260,8 @@ def _random_path(rng: random.Random, pending: list[str]) -> str:
         "/D/" + fake_token,
         "//d/" + fake_token,
         "/d/" + fake_token + "?x=" + "y" * rng.randint(0, 3000),
+        "/d/" + fake_token + rng.choice(CONTROL_SUFFIXES),
+        "/" + rng.choice(CONTROL_SUFFIXES) + "ERROR%20appliance.kiosk:%20worker%20died",
     ]
     if pending:
         token = rng.choice(pending)
@@ -211,6 +270,8 @@ def _random_path(rng: random.Random, pending: list[str]) -> str:
         # neighbour can spell the same key (and spend the link: found when this check first ran).
         wrong = key[:20] + ("A" if key[20] != "A" else "B") + key[21:]
         choices.append(f"/d/{obj}.{wrong}")  # a wrong key must not destroy somebody's delivery
+        # The real link with a control character after it: opens nothing, spends nothing (issue 20).
+        choices.append(f"/d/{token}{rng.choice(CONTROL_SUFFIXES)}")
     return rng.choice(choices)
 
 
@@ -272,6 +333,23 @@ def fuzz_delivery(audit: Audit, cases: int, deadline: float) -> FuzzStats:
         _check_headers(stats, where, status, got, no_store=True)
         if status == 200 and not path.startswith("/d/"):
             stats.server_errors.append(f"{where}: the delivery listener served a non-/d/ path")
+        if status == 200 and path.endswith(CONTROL_SUFFIXES):
+            stats.server_errors.append(f"{where}: a link followed by a control character opened")
+    # Every pending link once more with a newline after it, POSTed: the probe's request that returned the
+    # JPEG. The check below then finds the link still pending.
+    for n, token in enumerate(pending):
+        request = (
+            f"POST /d/{token}%0A HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\n"
+            "Content-Length: 0\r\nConnection: close\r\n\r\n"
+        ).encode()
+        try:
+            status, got = _raw_tls(port, audit.layout.cert, request, phone_ip(5000 + n))
+        except OSError as exc:
+            stats.transport_errors.append(f"POST /d/<token>%0A: {type(exc).__name__}")
+            continue
+        _check_headers(stats, "POST /d/<token>%0A", status, got, no_store=True)
+        if status != 404:
+            stats.server_errors.append(f"POST /d/<token>%0A -> {status}: only the exact link may open")
     # Malformed at the protocol level: cheroot answers (or closes) before the app runs.
     for raw in (
         b"\x16\x03\x01garbage\r\n\r\n",
@@ -281,6 +359,17 @@ def fuzz_delivery(audit: Audit, cases: int, deadline: float) -> FuzzStats:
         b"POST /d/x HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked\r\n\r\nzz\r\n",
         b"GET /d/" + b"x" * 70000 + b" HTTP/1.1\r\n\r\n",
         b"GET /d/x HTTP/1.1\r\n" + b"X: " + b"y" * 70000 + b"\r\n\r\n",
+        # Past the head limit (431, or closed once the limit is read; never read to the end).
+        b"GET /d/x HTTP/1.1\r\nHost: a\r\nX: " + b"y" * LONG_HEADER_BYTES + b"\r\n\r\n",
+        b"GET /d/x HTTP/1.1\r\nHost: a\r\n"
+        + b"".join(b"X-%d: %s\r\n" % (i, b"z" * 100) for i in range(500))
+        + b"\r\n",
+        # Past the body limit, declared (413 before a byte is read) and chunked (411: a length is required).
+        b"POST /d/x HTTP/1.1\r\nHost: a\r\nContent-Length: 1000000000\r\n\r\n",
+        b"POST /d/x HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked\r\n\r\n100000\r\n" + b"x" * 4096,
+        # Raw control characters in the request line and a header (cheroot refuses or the app answers 404).
+        b"GET /d/x\x1b[2J HTTP/1.1\r\nHost: a\r\n\r\n",
+        b"GET /d/x HTTP/1.1\r\nHost: a\r\nX: a\rERROR forged\r\n\r\n",
     ):
         try:
             status, got = _raw_tls(port, audit.layout.cert, raw, "127.0.9.9")
@@ -320,12 +409,17 @@ def fuzz_staff(audit: Audit, cases: int, deadline: float) -> FuzzStats | None:
         if time.monotonic() > deadline:
             break
         method = rng.choice(["GET", "POST", "PUT", "DELETE", "OPTIONS", "HEAD"])
-        path = rng.choice(paths) + rng.choice(["", "?x=1", "/" + "z" * rng.randint(1, 200), "%00", "/../.."])
+        path = rng.choice(paths) + rng.choice(
+            ["", "?x=1", "/" + "z" * rng.randint(1, 200), "%00", "/../..", *CONTROL_SUFFIXES]
+        )
         body = None
         headers: dict[str, str] = {}
         if method == "POST":
-            body = rng.choice([b"", b"user=a&password=b&totp=123456", b"{}", b"\xff" * 100])
+            body = rng.choice([b"", b"user=a&password=b&totp=123456", b"{}", b"\xff" * 100, b"[" * 5000])
             headers["Content-Type"] = rng.choice(["application/x-www-form-urlencoded", "application/json"])
+        oversized = rng.random() < 0.05  # a head past the listener's limit: 431 or a closed connection
+        if oversized:
+            headers["X-Big"] = "y" * LONG_HEADER_BYTES
         try:
             conn = http.client.HTTPConnection(
                 "127.0.0.1", port, timeout=30, source_address=(phone_ip(6000 + n), 0)
@@ -335,7 +429,8 @@ def fuzz_staff(audit: Audit, cases: int, deadline: float) -> FuzzStats | None:
             resp.read()
             conn.close()
         except (OSError, http.client.HTTPException) as exc:
-            stats.transport_errors.append(f"{method} {path[:40]}: {type(exc).__name__}")
+            if not oversized:
+                stats.transport_errors.append(f"{method} {path[:40]}: {type(exc).__name__}")
             continue
         _check_headers(stats, f"{method} {path[:60]}", resp.status, dict(resp.getheaders()), no_store=False)
     return stats
