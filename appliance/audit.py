@@ -14,6 +14,9 @@ Times are UTC, rounded down to the minute, so a receipt cannot be matched to a C
 the second. ``audit.head`` (replaced atomically after each append) records the line count, the last line's
 hash and the file size, so cutting lines off the end is detected too.
 
+``choices`` holds the guest's yes/no answers to the event's optional choices, or ``null`` when the event
+offered none — said outright, rather than ``{}``, which reads like answers that were left out.
+
 Limit, stated plainly: the chain is unkeyed. It proves the log was not edited *by accident or by a careless
 hand*; someone with write access who recomputes every hash and the head can forge it. Export regularly.
 """
@@ -171,21 +174,23 @@ def _record_problem(record: Mapping[str, Any]) -> str | None:
         keys = set(record)
         if keys != CONSENT_FIELDS:
             return f"consent record fields {sorted(keys)} differ from the allowed {sorted(CONSENT_FIELDS)}"
-        if not isinstance(record["receipt"], str) or not _RECEIPT.match(record["receipt"]):
+        if not isinstance(record["receipt"], str) or not _RECEIPT.fullmatch(record["receipt"]):
             return "receipt is not 8 Crockford base32 characters"
-        if not isinstance(record["policy"], str) or not _SHA256_HEX.match(record["policy"]):
+        if not isinstance(record["policy"], str) or not _SHA256_HEX.fullmatch(record["policy"]):
             return "policy is not a SHA-256 hex digest"
         choices = record["choices"]
-        if not isinstance(choices, dict) or len(choices) > _MAX_CHOICES:
+        if choices is None:
+            choices = {}  # no optional choice was offered
+        elif not isinstance(choices, dict) or len(choices) > _MAX_CHOICES:
             return f"choices must be an object of at most {_MAX_CHOICES} entries"
         for key, value in choices.items():
             # Yes/no answers only: a free-text value is where a name or an e-mail address would slip in.
-            if not _CHOICE_KEY.match(key) or not isinstance(value, bool):
+            if not _CHOICE_KEY.fullmatch(key) or not isinstance(value, bool):
                 return "choices must map short lowercase keys to true/false"
         if record["outcome"] not in {o.value for o in ConsentOutcome}:
             return f"outcome {record['outcome']!r} is not one of {', '.join(o.value for o in ConsentOutcome)}"
         for key in ("started", "ended"):
-            if not isinstance(record[key], str) or not _MINUTE.match(record[key]):
+            if not isinstance(record[key], str) or not _MINUTE.fullmatch(record[key]):
                 return f"{key} is not an ISO minute such as 2025-01-15T10:42Z"
         if record["ended"] < record["started"]:
             return "ended is before started"
@@ -194,19 +199,19 @@ def _record_problem(record: Mapping[str, Any]) -> str | None:
         if not keys >= STAFF_FIELDS or keys - STAFF_FIELDS - _STAFF_OPTIONAL:
             allowed = sorted(STAFF_FIELDS | _STAFF_OPTIONAL)
             return f"staff record fields {sorted(keys)} differ from the allowed {allowed} (target optional)"
-        if not isinstance(record["account"], str) or not _ACCOUNT.match(record["account"]):
+        if not isinstance(record["account"], str) or not _ACCOUNT.fullmatch(record["account"]):
             return "account is not a staff account name"
         if "target" in record and (
-            not isinstance(record["target"], str) or not _ACCOUNT.match(record["target"])
+            not isinstance(record["target"], str) or not _ACCOUNT.fullmatch(record["target"])
         ):
             return "target is not a staff account name"
-        if not isinstance(record["action"], str) or not _ACTION.match(record["action"]):
+        if not isinstance(record["action"], str) or not _ACTION.fullmatch(record["action"]):
             return "action is not a short lowercase action name"
-        if not isinstance(record["at"], str) or not _MINUTE.match(record["at"]):
+        if not isinstance(record["at"], str) or not _MINUTE.fullmatch(record["at"]):
             return "at is not an ISO minute such as 2025-01-15T10:42Z"
     else:
         return f"unknown record type {kind!r}"
-    if not isinstance(record.get("prev"), str) or not _SHA256_HEX.match(record["prev"]):
+    if not isinstance(record.get("prev"), str) or not _SHA256_HEX.fullmatch(record["prev"]):
         return "prev is not a SHA-256 hex digest"
     return None
 
@@ -349,7 +354,7 @@ class AuditLog:
         *,
         receipt: str,
         policy: str,
-        choices: Mapping[str, bool],
+        choices: Mapping[str, bool] | None,
         outcome: ConsentOutcome | str,
         started: datetime | float,
         ended: datetime | float,
@@ -357,8 +362,9 @@ class AuditLog:
         """Append one consent receipt; return the record written (with ``prev``).
 
         ``receipt`` from ``receipt_id()``, ``policy`` from ``policy_version_hash``, ``choices`` yes/no answers
-        keyed by short lowercase names, ``started``/``ended`` epoch seconds or aware datetimes (stored rounded
-        down to the minute, UTC). Raises ``AuditError`` for anything outside the allow-list.
+        keyed by short lowercase names (None: the event offered no choice), ``started``/``ended`` epoch
+        seconds or aware datetimes (stored rounded down to the minute, UTC). Raises ``AuditError`` for
+        anything outside the allow-list.
         """
         try:
             outcome_value = ConsentOutcome(outcome).value
@@ -369,7 +375,7 @@ class AuditLog:
             "type": "consent",
             "receipt": receipt,
             "policy": policy,
-            "choices": dict(choices),
+            "choices": None if choices is None else dict(choices),
             "outcome": outcome_value,
             "started": _minute(started),
             "ended": _minute(ended),
@@ -501,7 +507,7 @@ class FinishedVisit(Protocol):
     @property
     def outcome(self) -> WipeReason: ...
     @property
-    def choices(self) -> Mapping[str, bool]: ...
+    def choices(self) -> Mapping[str, bool] | None: ...
     @property
     def started_wall(self) -> float: ...
     @property

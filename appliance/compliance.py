@@ -27,6 +27,7 @@ from pathlib import Path
 from typing import Any, Protocol
 
 from appliance.config import ConfigError, KioskConfig, is_loopback, load_config
+from appliance.retention import delivery_window_seconds, idle_limit_seconds
 
 __all__ = [
     "CONSENT_CATALOGS",
@@ -117,18 +118,12 @@ class _Facts:
 
 def _facts(cfg: KioskConfig, controller: Controller | None) -> _Facts:
     session = cfg.session
-    idle = (
-        session.consent_idle_timeout_seconds,
-        session.preview_idle_timeout_seconds,
-        session.review_idle_timeout_seconds,
-        session.delivery_idle_timeout_seconds,
-    )
     return _Facts(
         event=cfg.event.name,
         policy_version=cfg.event.policy_version,
         controller=controller if controller is not None else Controller(),
         max_takes=session.max_takes,
-        idle_longest=format_duration(max(idle)),
+        idle_longest=format_duration(idle_limit_seconds(session)),
         idle_consent=format_duration(session.consent_idle_timeout_seconds),
         idle_preview=format_duration(session.preview_idle_timeout_seconds),
         idle_review=format_duration(session.review_idle_timeout_seconds),
@@ -136,7 +131,7 @@ def _facts(cfg: KioskConfig, controller: Controller | None) -> _Facts:
         idle_warning=format_duration(session.idle_warning_seconds),
         capture_limit=format_duration(session.capture_timeout_seconds),
         processing_limit=format_duration(session.processing_timeout_seconds),
-        delivery_window=format_duration(cfg.delivery.window_minutes * 60),
+        delivery_window=format_duration(delivery_window_seconds(cfg)),
         delivery_window_minutes=cfg.delivery.window_minutes,
         delivery_tls=cfg.delivery.tls_cert_path is not None,
         delivery_local_only=is_loopback(cfg.delivery.host),
@@ -249,6 +244,11 @@ _CONSENT_LABELS: tuple[tuple[str, str], ...] = (
     ("decline", _N("No thanks")),
     ("notice_link", _N("Read the full privacy notice")),
 )
+# Optional yes/no choices an event may offer (``[event] consent_choices``), each unticked until the guest
+# ticks it; the label is what the guest agrees to, so it is part of the hashed consent text.
+_CONSENT_CHOICES: dict[str, str] = {
+    "skin_smoothing": _N("Smooth my skin lightly in the headshot (the shape of my face is never changed)."),
+}
 _TAKES = _NP("one photo", "up to %(num)d photos")
 _HOURS = _NP("%(num)d hour", "%(num)d hours")
 _MINUTES = _NP("%(num)d minute", "%(num)d minutes")
@@ -310,23 +310,13 @@ def _duration(seconds: float, t: ConsentTranslator) -> str:
     return " ".join(parts)
 
 
-def _longest_idle_seconds(cfg: KioskConfig) -> float:
-    s = cfg.session
-    return max(
-        s.consent_idle_timeout_seconds,
-        s.preview_idle_timeout_seconds,
-        s.review_idle_timeout_seconds,
-        s.delivery_idle_timeout_seconds,
-    )
-
-
 def consent_values(cfg: KioskConfig, t: ConsentTranslator) -> dict[str, str]:
     """The values the consent templates' placeholders take for ``cfg``, worded by ``t``."""
     return {
         "event": cfg.event.name,
         "takes": t.ngettext(*_TAKES, cfg.session.max_takes),
-        "idle": _duration(_longest_idle_seconds(cfg), t),
-        "window": _duration(cfg.delivery.window_minutes * 60, t),
+        "idle": _duration(idle_limit_seconds(cfg.session), t),
+        "window": _duration(delivery_window_seconds(cfg), t),
         "version": cfg.event.policy_version,
     }
 
@@ -334,6 +324,7 @@ def consent_values(cfg: KioskConfig, t: ConsentTranslator) -> dict[str, str]:
 def consent_templates(t: ConsentTranslator) -> dict[str, str]:
     """Every consent template (English msgid) mapped to its translation by ``t``, plural forms included."""
     templates = {msgid: t.gettext(msgid) for _, msgid in _CONSENT_LABELS}
+    templates.update({msgid: t.gettext(msgid) for msgid in _CONSENT_CHOICES.values()})
     for _, title, text in _CONSENT_ITEMS:
         templates[title] = t.gettext(title)
         templates[text] = t.gettext(text)
@@ -356,7 +347,8 @@ def consent_screen(
     ``translator`` defaults to the compiled catalog of ``lang``; the guest UI passes Flask-Babel's. Keys:
     ``lang``, ``policy_version``, ``title``, ``intro``, ``agree``, ``accept``, ``decline``, ``notice_link``,
     ``items`` (``{"id", "title", "text"}`` in display order: what, why, where, how_long, never, choices,
-    receipt), ``controller``, ``contact`` and ``durations`` (the numbers behind the text).
+    receipt), ``choices`` (``{"id", "label"}`` of each optional choice the event offers, in its order;
+    empty when it offers none), ``controller``, ``contact`` and ``durations`` (the numbers behind the text).
     """
     t = translator if translator is not None else consent_translator(lang)
     values = consent_values(cfg, t)
@@ -368,11 +360,14 @@ def consent_screen(
         {"id": key, "title": t.gettext(title), "text": t.gettext(text) % values}
         for key, title, text in _CONSENT_ITEMS
     ]
+    screen["choices"] = [
+        {"id": key, "label": t.gettext(_CONSENT_CHOICES[key])} for key in cfg.event.consent_choices
+    ]
     screen["controller"] = f.controller.name
     screen["contact"] = f.controller.contact
     screen["durations"] = {
         # float(): a default of 60 and a configured 60.0 are the same duration and must hash the same.
-        "idle_timeout_seconds": float(_longest_idle_seconds(cfg)),
+        "idle_timeout_seconds": float(idle_limit_seconds(cfg.session)),
         "idle_warning_seconds": float(cfg.session.idle_warning_seconds),
         "delivery_window_minutes": cfg.delivery.window_minutes,
     }

@@ -114,7 +114,7 @@ def _check_public_host(value: str) -> str:
     else:
         return value
     labels = value.rstrip(".").split(".")
-    if len(value) > 253 or not all(_HOSTNAME_LABEL.match(label) for label in labels):
+    if len(value) > 253 or not all(_HOSTNAME_LABEL.fullmatch(label) for label in labels):
         raise ValueError(
             f"expected a DNS host name such as kiosk.local (no scheme, port or path); got {value!r}"
         )
@@ -126,7 +126,7 @@ _NAMED_BACKGROUNDS = ("studio-grey", "white", "blur")
 
 
 def _check_background(value: str) -> str:
-    if value in _NAMED_BACKGROUNDS or _HEX_COLOUR.match(value):
+    if value in _NAMED_BACKGROUNDS or _HEX_COLOUR.fullmatch(value):
         return value
     raise ValueError(f"expected one of {', '.join(_NAMED_BACKGROUNDS)} or a colour '#RRGGBB'; got {value!r}")
 
@@ -149,6 +149,9 @@ Port = Annotated[int, Field(ge=1, le=65535)]
 Background = Annotated[str, AfterValidator(_check_background)]
 Preset = Literal["square", "portrait", "badge"]
 Language = Literal["en", "fr", "es", "de"]
+# Optional yes/no choices an event may offer on the consent screen; each changes what is done to the photo,
+# and its wording lives with the consent texts (appliance.compliance) so the receipt's hash covers it.
+ConsentChoice = Literal["skin_smoothing"]
 
 
 # --------------------------------------------------------------------------------------------------
@@ -488,6 +491,15 @@ class EventConfig(_Strict):
         default=("en", "fr", "es", "de"),
         min_length=1,
         description="Offered UI languages; first is the default.",
+    )
+    consent_choices: Annotated[tuple[ConsentChoice, ...], AfterValidator(_unique)] = Field(
+        default=(),
+        description=(
+            "Optional yes/no choices on the consent screen, unticked until the guest ticks them; each "
+            "answer is recorded on the receipt. skin_smoothing = light smoothing restricted to skin (when "
+            "offered, it replaces engine.skin_smoothing for the visit). Empty: the receipt records that "
+            "no choice was offered."
+        ),
     )
     policy_version: str = Field(
         default="2025-01",

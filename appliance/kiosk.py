@@ -1,8 +1,15 @@
 """The kiosk facade: the one object the UI drives. Owns the session state machine, the RAM store, the
-session worker processes and the delivery links. Thread-safe (one lock; the UI server is threaded).
+session worker processes and the delivery links. Thread-safe (the UI server is threaded).
 
 The main process holds *no pixels*: previews, captures and headshots live in the session worker and pass
 through here only as bytes on their way to an HTTP response (DESIGN.md §3).
+
+Locking: one lock guards the visit's state and is never held while a worker works. A request takes it to
+check and change the phase, lets go while the worker captures or renders, and takes it again to record the
+result — only if the same visit is still live. So Delete now, Withdraw, a staff abort or the idle wipe
+take effect at any moment (issue 11): the wipe ends the worker in the middle of its burst or render (see
+``WorkerProcess.end``), and the request that started it learns that its visit is gone (``VisitEnded``)
+and keeps nothing of what came back.
 """
 
 from __future__ import annotations
@@ -20,6 +27,7 @@ from appliance.config import KioskConfig
 from appliance.delivery import DeliveryStore, DeliveryTicket
 from appliance.hardening import set_non_dumpable
 from appliance.lifecycle import Phase, WipeReason, advance, timeout_for, timeout_reason
+from appliance.retention import delivery_window_seconds
 from appliance.store import Backing, SessionStore, new_session_id
 from appliance.systemd import Notifier
 from appliance.workerproc import WorkerDied, WorkerProcess, WorkerRequestError
@@ -81,6 +89,33 @@ class WorkerFailed(KioskError):
     status = 503
 
 
+class VisitEnded(KioskError):
+    """The visit this request belonged to was wiped while it ran (Delete now, a timeout, staff); whatever
+    the request was making was discarded."""
+
+    code = "visit_ended"
+    status = 409
+
+
+class Busy(KioskError):
+    """Another step of the same visit (consent, capture, delivery) is still under way."""
+
+    code = "busy"
+    status = 409
+
+
+class BadChoices(KioskError):
+    """Consent choices that the event does not offer, or answers that are not yes/no."""
+
+    code = "bad_choices"
+    status = 400
+
+
+# How long a wipe waits for a worker to finish a short request (a preview frame, the inventory) and take
+# the ordinary wipe request, before cancelling it. Captures and renders are cancelled at once.
+WIPE_WAIT_IDLE_SECONDS = 0.25
+
+
 def receipt_code() -> str:
     """A random 8-character receipt id shown to the guest (Crockford base32, ~40 bits)."""
     return "".join(secrets.choice(RECEIPT_ALPHABET) for _ in range(8))
@@ -93,12 +128,22 @@ class _Session:
     started_wall: float
     last_activity: float
     phase: Phase = Phase.CONSENT
-    choices: dict[str, bool] = field(default_factory=dict)
+    # None until consent: the event offered no choices (recorded as such), else every offered id -> answer.
+    choices: dict[str, bool] | None = None
     worker: WorkerProcess | None = None
     takes: list[str] = field(default_factory=list)
     renders: dict[str, dict[str, Any]] = field(default_factory=dict)
     delivery: DeliveryTicket | None = None
     delivered_render: str | None = None
+    # A step that changes the phase and needs the worker (consent, capture, deliver) is under way.
+    busy: str | None = None
+    # The worker's inventory and camera state as last read: shown while the worker is busy, so a state
+    # poll never waits behind a render (and so never delays a Delete now queued behind it).
+    held: list[dict[str, Any]] = field(default_factory=list)
+    camera: dict[str, Any] = field(default_factory=lambda: {"state": "closed"})
+    # Random per delivery, part of the QR image's URL: a page can never show an earlier QR from its
+    # image cache, and an old QR URL never answers with a newer guest's code.
+    qr_nonce: str | None = None
 
 
 @dataclass
@@ -113,6 +158,8 @@ class _Counters:
     worker_deaths: int = 0
     wipes: int = 0
     staff_aborts: int = 0
+    cancelled_in_flight: int = 0  # wipes that cancelled a capture or render under way
+    receipts_unrecorded: int = 0  # the audit trail refused or failed: the guest was told so
     wipe_ms: list[float] = field(default_factory=list)
     render_ms: list[float] = field(default_factory=list)
 
@@ -123,7 +170,8 @@ class Receipt:
 
     code: str
     outcome: WipeReason
-    choices: Mapping[str, bool]
+    # None: the event offered no optional choices (the receipt says so instead of an empty object).
+    choices: Mapping[str, bool] | None
     started_wall: float
     ended_wall: float
 
@@ -165,6 +213,7 @@ class Kiosk:
         self._spawner: threading.Thread | None = None
         self._paused = False
         self._last_receipt: Receipt | None = None
+        self._last_receipt_recorded = False
         self._last_error: str | None = None
         self.counters = _Counters()
         self.started_at = clock()
@@ -259,41 +308,72 @@ class Kiosk:
             return self._view()
 
     def consent(self, accept: bool, choices: Mapping[str, bool] | None = None) -> dict[str, Any]:
-        """CONSENT -> PREVIEW (camera opens) or, on decline, WIPE -> IDLE with nothing captured."""
+        """CONSENT -> PREVIEW (camera opens) or, on decline, WIPE -> IDLE with nothing captured.
+
+        ``choices`` answers the event's optional choices (``[event] consent_choices``): only offered ids,
+        only booleans (``BadChoices`` otherwise); an offered choice left out is a no."""
         with self._lock:
             s = self._need(Phase.CONSENT)
-            s.choices = {str(k): bool(v) for k, v in (choices or {}).items()}
+            self._not_busy(s)
+            s.choices = answers = self._valid_choices(choices or {})
             s.last_activity = self.clock()
             if not accept:
                 self._wipe(WipeReason.CONSENT_DECLINED)
                 return self._view()
-            try:
-                worker = self._take_spare()
-            except KioskError:
-                self._last_error = "worker_failed"
-                self._wipe(WipeReason.ERROR)
-                raise
+            s.busy = "consent"
+        # Waiting for the warm worker happens only if a guest arrives within seconds of the previous wipe;
+        # it happens without the lock, so Delete now, a staff abort or the idle wipe can end this visit now.
+        try:
+            worker = self._claim_spare()
+        except KioskError:
+            with self._lock:
+                if self._session is s:
+                    self._last_error = "worker_failed"
+                    self._wipe(WipeReason.ERROR)
+            raise
+        with self._lock:
+            if self._session is not s:
+                # The visit was wiped meanwhile: this worker has begun nothing and opened no camera, so it
+                # goes back to being the spare; it is never attached to a visit that no longer exists.
+                self._return_spare(worker)
+                raise VisitEnded("the visit ended before the camera opened")
             s.worker = worker
-            try:
-                worker.call("begin", session_id=s.id, capacity_bytes=self._vault_capacity())
-                worker.call("open_camera")
-            except (WorkerDied, WorkerRequestError) as exc:
-                self._fail(exc)
+        # An offered choice replaces the engine's default for this visit only; not offered, the default holds.
+        smoothing = None if answers is None else answers.get("skin_smoothing")
+        try:
+            self._worker_call(
+                s, "begin", session_id=s.id, capacity_bytes=self._vault_capacity(), skin_smoothing=smoothing
+            )
+            self._worker_call(s, "open_camera")
+        except WorkerFailed:
+            raise  # the visit was wiped already
+        except KioskError as exc:
+            with self._lock:
+                self._still(s)
+                self._fail(s, exc)  # a camera that will not open ends the visit, as any worker failure
+        with self._lock:
+            self._still(s)
+            s.busy = None
             s.phase = advance(s.phase, Phase.PREVIEW)
             return self._view()
 
-    def _take_spare(self) -> WorkerProcess:
-        # Waiting here only happens if a guest arrives within seconds of the previous wipe.
-        self._lock.release()
-        try:
-            self._spawn_spare()
-            self.wait_for_spare()
-        finally:
-            self._lock.acquire()
-        if self._spare is None:
-            raise WorkerFailed("the photo engine is not available")
-        worker, self._spare = self._spare, None
-        return worker
+    def _claim_spare(self) -> WorkerProcess:
+        """Take the warm worker, waiting for one to load if needed. Called without the lock."""
+        self._spawn_spare()
+        self.wait_for_spare()
+        with self._lock:
+            if self._spare is None:
+                raise WorkerFailed("the photo engine is not available")
+            worker, self._spare = self._spare, None
+            return worker
+
+    def _return_spare(self, worker: WorkerProcess) -> None:
+        """Put back a claimed worker that never began a session (it holds nothing of anyone)."""
+        if self._spare is None and not self._closed and not worker.exited():
+            self._spare = worker
+            self._spare_ready.set()
+        else:
+            worker.kill()
 
     def preview_frame(self, *, background: str | None = None, mirror: bool = False) -> dict[str, Any]:
         """One live-preview JPEG with pose guidance: ``{"jpeg", "hints", "face", "size"}``. The bytes are
@@ -307,7 +387,10 @@ class Kiosk:
                 raise NotAllowed("the live preview is not showing now")
             if background is not None:
                 self._check_background(background)
-            return dict(self._call(s, "frame", background=background, mirror=mirror))
+        frame = dict(self._worker_call(s, "frame", background=background, mirror=mirror))
+        with self._lock:
+            self._still(s)  # a frame of a visit wiped meanwhile is not shown to anybody
+        return frame
 
     def touch(self) -> None:
         """The guest did something (the UI pings on every tap); resets the idle timer."""
@@ -320,9 +403,11 @@ class Kiosk:
 
         The on-screen 3-2-1 runs in the UI before this call; here a short burst is taken, the sharpest
         frame with a face kept, and a first headshot rendered with the event's default background and
-        preset. On ``no_face`` nothing is kept and the guest is back in PREVIEW."""
+        preset. On ``no_face`` nothing is kept and the guest is back in PREVIEW. A wipe during the burst or
+        the render cancels it in the worker; this call then raises ``VisitEnded``."""
         with self._lock:
             s = self._need(Phase.PREVIEW, Phase.REVIEW)
+            self._not_busy(s)
             if len(s.takes) >= self.cfg.session.max_takes:
                 raise RetakeLimit(f"you have used all {self.cfg.session.max_takes} photos")
             s.last_activity = self.clock()
@@ -330,20 +415,31 @@ class Kiosk:
                 s.phase = advance(s.phase, Phase.PREVIEW)
             s.phase = advance(s.phase, Phase.COUNTDOWN)
             s.phase = advance(s.phase, Phase.CAPTURE)
-            try:
-                taken = self._call(s, "capture", burst=self.cfg.session.capture_burst_frames)
-            except KioskError as exc:
-                if exc.code == "no_face" and self._session is s:
-                    s.phase = Phase.PREVIEW
-                raise
+            s.busy = "capture"
+        try:
+            taken = self._worker_call(s, "capture", burst=self.cfg.session.capture_burst_frames)
+        except KioskError as exc:
+            with self._lock:
+                if self._session is s:
+                    s.busy = None
+                    if exc.code == "no_face":
+                        s.phase = Phase.PREVIEW
+            raise
+        with self._lock:
+            self._still(s)
             take = str(taken["take"])
             s.takes.append(take)
             s.phase = advance(s.phase, Phase.PROCESSING)
-            try:
-                first = self._render(s, take, self.cfg.event.backgrounds[0], self.cfg.event.presets[0])
-            finally:
+            s.last_activity = self.clock()  # the processing timeout counts from here
+        try:
+            first = self._render(s, take, self.cfg.event.backgrounds[0], self.cfg.event.presets[0])
+        finally:
+            with self._lock:
                 if self._session is s:  # the take is kept; the guest can try another render in review
                     s.phase = advance(s.phase, Phase.REVIEW)
+                    s.busy = None
+        with self._lock:
+            self._still(s)
             s.last_activity = self.clock()
             return {"take": take, "render": first["render"], **self._view()}
 
@@ -351,6 +447,7 @@ class Kiosk:
         """REVIEW -> PREVIEW: back to the live camera for another photo (within ``max_takes``)."""
         with self._lock:
             s = self._need(Phase.REVIEW)
+            self._not_busy(s)
             if len(s.takes) >= self.cfg.session.max_takes:
                 raise RetakeLimit(f"you have used all {self.cfg.session.max_takes} photos")
             s.phase = advance(s.phase, Phase.PREVIEW)
@@ -369,19 +466,23 @@ class Kiosk:
                     f"preset must be one of {', '.join(self.cfg.event.presets)}", code="bad_preset"
                 )
             s.last_activity = self.clock()
-            return self._render(s, take, background, preset)
+        return self._render(s, take, background, preset)
 
     def _render(self, s: _Session, take: str, background: str, preset: str) -> dict[str, Any]:
-        for rid, meta in s.renders.items():  # same choice again: reuse, don't grow what we hold
-            if (meta["take"], meta["background"], meta["preset"]) == (take, background, preset):
-                return {"render": rid, **meta}
-        result = self._call(s, "render", take_id=take, background=background, preset=preset)
-        rid = str(result["render"])
-        meta = {"take": take, "background": background, "preset": preset, "bytes": int(result["bytes"])}
-        s.renders[rid] = meta
-        self.counters.render_ms.append(float(result["ms"]))
-        del self.counters.render_ms[:-500]
-        return {"render": rid, **meta}
+        """Render (or reuse) one headshot of ``s``. Called without the lock; records under it."""
+        with self._lock:
+            for rid, meta in s.renders.items():  # same choice again: reuse, don't grow what we hold
+                if (meta["take"], meta["background"], meta["preset"]) == (take, background, preset):
+                    return {"render": rid, **meta}
+        result = self._worker_call(s, "render", take_id=take, background=background, preset=preset)
+        with self._lock:
+            self._still(s)
+            rid = str(result["render"])
+            meta = {"take": take, "background": background, "preset": preset, "bytes": int(result["bytes"])}
+            s.renders[rid] = meta
+            self.counters.render_ms.append(float(result["ms"]))
+            del self.counters.render_ms[:-500]
+            return {"render": rid, **meta}
 
     def image(self, render_id: str) -> bytes:
         """A headshot's JPEG bytes (REVIEW or DELIVERY). The caller sends them and keeps nothing."""
@@ -389,24 +490,53 @@ class Kiosk:
             s = self._need(Phase.REVIEW, Phase.DELIVERY)
             if render_id not in s.renders:
                 raise KioskError("that photo is not available", code="unknown_render", status=404)
-            return bytes(self._call(s, "image", object_id=render_id))
+        jpeg = bytes(self._worker_call(s, "image", object_id=render_id))
+        with self._lock:
+            self._still(s)  # never hand out a headshot of a visit that was deleted meanwhile
+        return jpeg
 
     def deliver(self, render_id: str) -> dict[str, Any]:
-        """REVIEW -> DELIVERY: make a one-time link for one headshot. Returns ``url`` and ``expires_in``;
-        the token inside the URL exists only in the QR code and here until the visit ends."""
+        """REVIEW -> DELIVERY: make a one-time link for one headshot. Returns ``url``, ``expires_in`` and
+        ``qr`` (a fresh nonce for the QR image's URL); the token inside the URL exists only in the QR code
+        and here until the visit ends. A wipe while the link is made revokes it before anyone can use it."""
         with self._lock:
             s = self._need(Phase.REVIEW)
+            self._not_busy(s)
             if render_id not in s.renders:
                 raise KioskError("that photo is not available", code="unknown_render", status=404)
-            jpeg = bytes(self._call(s, "image", object_id=render_id))
-            if self.deliveries is None:
+            deliveries = self.deliveries
+            if deliveries is None:
                 raise WorkerFailed("the kiosk is not started")
-            s.delivery = self.deliveries.create(jpeg)
+            s.busy = "deliver"
+        try:
+            jpeg = bytes(self._worker_call(s, "image", object_id=render_id))
+            ticket = deliveries.create(jpeg)
             del jpeg
+        finally:
+            with self._lock:
+                if self._session is s:
+                    s.busy = None
+        with self._lock:
+            if self._session is not s or s.phase is not Phase.REVIEW:
+                deliveries.revoke(ticket.token)
+                raise VisitEnded("the visit ended before its link was shown")
+            s.delivery = ticket
             s.delivered_render = render_id
+            s.qr_nonce = secrets.token_hex(8)
             s.phase = advance(s.phase, Phase.DELIVERY)
             s.last_activity = self.clock()
-            return {"url": self.delivery_url(), "expires_in": self.delivery_expires_in(), **self._view()}
+            return {
+                "url": self.delivery_url(),
+                "expires_in": self.delivery_expires_in(),
+                "qr": s.qr_nonce,
+                **self._view(),
+            }
+
+    def qr_nonce(self) -> str | None:
+        """The current delivery's QR nonce (``deliver``'s ``qr``), or None without a delivery."""
+        with self._lock:
+            s = self._session
+            return None if s is None or s.delivery is None else s.qr_nonce
 
     def delivery_url(self) -> str | None:
         with self._lock:
@@ -427,27 +557,32 @@ class Kiosk:
         (encrypted, keyless on the kiosk) until its window ends."""
         with self._lock:
             self._need(Phase.REVIEW, Phase.DELIVERY)
-            receipt = self._wipe(WipeReason.FINISHED)
-            return {"receipt": receipt.code, **self._view()}
+            return {"receipt": self._wipe(WipeReason.FINISHED), **self._view()}
 
     def delete_now(self) -> dict[str, Any]:
-        """ "Delete now": wipe everything, the pending delivery included."""
+        """ "Delete now": wipe everything, the pending delivery included — at any moment, a capture or a
+        render under way included (it is cancelled in the worker and nothing of it is kept).
+
+        ``receipt`` is the code the guest may keep, or None if the receipt could not be recorded (the
+        page then says so rather than show a code that proves nothing)."""
         with self._lock:
             self._need_any()
             receipt = self._wipe(WipeReason.DELETED_BY_GUEST, revoke_delivery=True)
-            return {"receipt": receipt.code, **self._view()}
+            return {"receipt": receipt, **self._view()}
 
     def revoke(self) -> dict[str, Any]:
         """The guest withdraws consent: same as delete-now, recorded as a revocation."""
         with self._lock:
             self._need_any()
             receipt = self._wipe(WipeReason.CONSENT_REVOKED, revoke_delivery=True)
-            return {"receipt": receipt.code, **self._view()}
+            return {"receipt": receipt, **self._view()}
 
     # -- state -----------------------------------------------------------------------------------------------
 
     def state(self) -> dict[str, Any]:
-        """The session as the guest UI shows it (JSON-ready). ``held`` is read from the store itself."""
+        """The session as the guest UI shows it (JSON-ready). ``held`` is read from the store itself (as
+        of the worker's last answer while it is busy capturing or rendering); each item's ``expires`` is
+        when the kiosk deletes it if the guest does nothing more (``appliance.retention``)."""
         with self._lock:
             return self._view()
 
@@ -464,7 +599,7 @@ class Kiosk:
             }
             if self._last_receipt is not None:
                 view["last_receipt"] = {
-                    "receipt": self._last_receipt.code,
+                    "receipt": self._last_receipt.code if self._last_receipt_recorded else None,
                     "outcome": self._last_receipt.outcome.value,
                 }
             if self._last_error is not None:
@@ -482,28 +617,41 @@ class Kiosk:
             "takes_left": max(0, self.cfg.session.max_takes - len(s.takes)),
             "idle_seconds_left": None if idle_left is None else round(idle_left, 1),
             "idle_warning": idle_left is not None and idle_left <= self.cfg.session.idle_warning_seconds,
-            "delivery": None if s.delivery is None else {"expires_in": self.delivery_expires_in()},
+            "delivery": None
+            if s.delivery is None
+            else {"expires_in": self.delivery_expires_in(), "qr": s.qr_nonce},
             "paused": self._paused,
         }
 
     def _held(self, s: _Session) -> list[dict[str, Any]]:
-        if s.worker is None:
-            return []
-        try:
-            items = list(s.worker.call("inventory"))
-        except (WorkerDied, WorkerRequestError):
-            return []
+        if s.worker is not None:
+            try:
+                fresh, items = s.worker.call_if_idle("inventory")
+            except (WorkerDied, WorkerRequestError):
+                fresh, items = False, None
+            if fresh:
+                s.held = list(items)
+        # What the kiosk enforces, not only the vault's backstop stamp: the visit (and with it every capture
+        # and headshot) is wiped when this phase's idle timeout runs out, unless the guest touches the screen.
+        timeout = timeout_for(s.phase, self.cfg.session)
+        deadline = (
+            None if timeout is None else self.wall() + max(0.0, timeout - (self.clock() - s.last_activity))
+        )
+        held = [
+            {**item, "expires": item["expires"] if deadline is None else min(item["expires"], deadline)}
+            for item in s.held
+        ]
         if s.delivery is not None:
-            items.append(
+            held.append(
                 {
                     "id": "delivery",
                     "kind": "delivery",
                     "bytes": s.renders.get(s.delivered_render or "", {}).get("bytes", 0),
-                    "created": s.delivery.expires_at - self.cfg.delivery.window_minutes * 60,
+                    "created": s.delivery.expires_at - delivery_window_seconds(self.cfg),
                     "expires": s.delivery.expires_at,
                 }
             )
-        return items
+        return held
 
     # -- timers and health -----------------------------------------------------------------------------------
 
@@ -596,9 +744,12 @@ class Kiosk:
             camera: dict[str, Any] = {"state": "closed"}
             if s is not None and s.worker is not None and not s.worker.exited():
                 try:
-                    camera = dict(s.worker.call("camera_state"))
+                    fresh, answer = s.worker.call_if_idle("camera_state")
                 except (WorkerDied, WorkerRequestError):
-                    camera = {"state": "unknown"}
+                    fresh, answer = True, {"state": "unknown"}
+                if fresh:
+                    s.camera = dict(answer)
+                camera = dict(s.camera)  # as last read while the worker is capturing or rendering
             usage = self.store.usage()
             return {
                 "phase": s.phase.value if s is not None else "idle",
@@ -646,55 +797,85 @@ class Kiosk:
     def _vault_capacity(self) -> int | None:
         return self.store.capacity_bytes if self.store.backing is Backing.SHM_FALLBACK else None
 
-    def _call(self, s: _Session, op: str, **args: Any) -> Any:
-        if s.worker is None:
+    def _not_busy(self, s: _Session) -> None:
+        if s.busy is not None:
+            raise Busy(f"please wait: {s.busy} is still under way")
+
+    def _still(self, s: _Session) -> None:
+        """After a worker call made without the lock: the visit must still be the live one."""
+        if self._session is not s:
+            raise VisitEnded("the visit ended while this was under way; nothing of it was kept")
+
+    def _valid_choices(self, answers: Mapping[str, object]) -> dict[str, bool] | None:
+        """Every offered choice -> the guest's yes/no (an omitted one is a no); None if none is offered."""
+        offered = self.cfg.event.consent_choices
+        unknown = [key for key in answers if key not in offered]
+        if unknown or not all(isinstance(value, bool) for value in answers.values()):
+            # Never echo the keys: a free-text key is exactly how a name would reach a log or the trail.
+            allowed = ", ".join(offered) if offered else "none"
+            raise BadChoices(f"choices must be yes/no answers to the offered choices ({allowed})")
+        if not offered:
+            return None
+        return {key: answers.get(key, False) is True for key in offered}
+
+    def _worker_call(self, s: _Session, op: str, **args: Any) -> Any:
+        """One request to ``s``'s worker, made WITHOUT the facade lock (the worker serialises requests).
+        The worker's refusals become ``KioskError``s here, in one place; a worker that died or was ended
+        by a wipe becomes ``VisitEnded`` if the visit is gone, else a failure that wipes the visit."""
+        worker = s.worker
+        if worker is None:
             raise NotAllowed("the camera is not on yet")
         try:
-            return s.worker.call(op, **args)
+            return worker.call(op, **args)
         except WorkerRequestError as exc:
             status = 422 if exc.code == "no_face" else 503 if exc.code == "camera" else 409
             raise KioskError(str(exc), code=exc.code, status=status) from None
         except WorkerDied as exc:
-            self._fail(exc)
+            with self._lock:
+                self._still(s)
+                self._fail(s, exc)
 
-    def _fail(self, exc: Exception) -> NoReturn:
-        """Any worker failure ends the visit: wipe, tell the guest, recover by itself."""
-        s = self._session
-        sid = s.id if s is not None else "-"
-        logger.error("session %s: worker failed (%s); wiping", sid, exc.__class__.__name__)
+    def _fail(self, s: _Session, exc: Exception) -> NoReturn:
+        """Any worker failure ends the visit ``s`` (the live one; hold the lock): wipe, tell the guest,
+        recover by itself."""
+        logger.error("session %s: worker failed (%s); wiping", s.id, exc.__class__.__name__)
         self.counters.errors += 1
         self._last_error = "worker_failed"
-        if s is not None:
+        if self._session is s:
             self._wipe(WipeReason.WORKER_DIED if isinstance(exc, WorkerDied) else WipeReason.ERROR)
         raise WorkerFailed(
             "something went wrong with the camera or the photo engine; your photos were deleted"
         )
 
-    def _wipe(self, reason: WipeReason, *, revoke_delivery: bool = False) -> Receipt:
-        """WIPE: end the worker (it unlinks its files and destroys its key), remove the session's files
-        by id as a backstop, forget everything, back to IDLE. Never raises."""
+    def _wipe(self, reason: WipeReason, *, revoke_delivery: bool = False) -> str | None:
+        """WIPE: end the worker (it unlinks its files and destroys its key; a capture or render under way
+        is cancelled), remove the session's files by id as a backstop, forget everything, back to IDLE.
+        Returns the receipt code, or None if the receipt could not be recorded. Never raises otherwise."""
         s = self._session
         if s is None:
             raise NoSession("there is no visit in progress")
         t0 = time.perf_counter()
         s.phase = Phase.WIPE
-        if s.worker is not None:
-            try:
-                s.worker.wipe()
-            except (WorkerDied, WorkerRequestError):
-                s.worker.kill()
+        # Detach first: a request of this visit still running sees it is gone (VisitEnded) whatever the
+        # worker answers from here on.
+        self._session = None
+        if s.worker is not None and not s.worker.end(wait_idle=WIPE_WAIT_IDLE_SECONDS):
+            self.counters.cancelled_in_flight += 1
         try:
             self.store.wipe_session(s.id)
         except Exception:  # the failsafe must finish: log the class, never the contents
             logger.exception("session %s: store wipe failed", s.id)
         if revoke_delivery and s.delivery is not None and self.deliveries is not None:
             self.deliveries.revoke(s.delivery.token)
-        receipt = Receipt(s.receipt, reason, dict(s.choices), s.started_wall, self.wall())
+        receipt = Receipt(
+            s.receipt, reason, None if s.choices is None else dict(s.choices), s.started_wall, self.wall()
+        )
         s.delivery = None
-        s.choices.clear()
+        s.qr_nonce = None
+        s.choices = None
         s.renders.clear()
         s.takes.clear()
-        self._session = None
+        s.held.clear()
         elapsed = (time.perf_counter() - t0) * 1000
         c = self.counters
         c.wipes += 1
@@ -712,15 +893,18 @@ class Kiosk:
             c.revoked += 1
         if reason not in (WipeReason.WORKER_DIED, WipeReason.ERROR):
             self._last_error = None
-        self._last_receipt = receipt
         logger.info("session %s wiped (%s) in %.1f ms", s.id, reason.value, elapsed)
+        recorded = True
         if self.on_receipt is not None:
             try:
                 self.on_receipt(receipt)
             except Exception:
+                recorded = False
+                c.receipts_unrecorded += 1
                 logger.exception("could not record the consent receipt")
-        return receipt
+        self._last_receipt, self._last_receipt_recorded = receipt, recorded
+        return receipt.code if recorded else None
 
     def session_dirs(self) -> list[str]:
         """Session directories present in the store (tests and the dashboard's sanity check)."""
-        return [d for d in self.store.session_ids() if _SESSION_DIR.match(d)]
+        return [d for d in self.store.session_ids() if _SESSION_DIR.fullmatch(d)]

@@ -23,6 +23,7 @@ import argparse
 import contextlib
 import logging
 import os
+import signal
 import socket
 import sys
 import time
@@ -40,6 +41,7 @@ from appliance.camera import CameraError, ReconnectingFrameSource, make_frame_so
 from appliance.config import KioskConfig
 from appliance.hardening import harden_process, zero_array
 from appliance.logsafe import configure_logging
+from appliance.retention import VAULT_BACKSTOP_SECONDS
 from appliance.store import SessionVault, StoreError
 from engine.compose import background_image, parse_background
 from engine.errors import EngineError, NoFace
@@ -53,6 +55,18 @@ RgbImage = npt.NDArray[np.uint8]
 PREVIEW_JPEG_QUALITY = 80
 CAPTURE_KIND = "capture"
 HEADSHOT_KIND = "headshot"
+
+
+class Cancelled(BaseException):
+    """Raised in the worker's main thread by SIGTERM: the main process ended the visit (Delete now, a staff
+    abort, an idle wipe) while a request was running. A ``BaseException`` so that no ``except Exception``
+    in the engine or a library can swallow it on its way out."""
+
+
+def _cancel_on_sigterm(signum: int, frame: Any) -> None:
+    # Once only: the wipe that follows must run to its end, whatever else arrives.
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)
+    raise Cancelled
 
 
 class WorkerError(Exception):
@@ -95,14 +109,20 @@ class SessionWorker:
         self.takes: dict[str, _Take] = {}
         self._cutouts: dict[tuple[str, str], Cutout] = {}
         self._backdrops: dict[tuple[str, int, int], RgbImage] = {}
-        self.retention_seconds = cfg.delivery.window_minutes * 60 + 3600
+        self.skin_smoothing: bool | None = None
+        self.retention_seconds = VAULT_BACKSTOP_SECONDS
 
     # -- requests -------------------------------------------------------------------------------------------
 
-    def begin(self, session_id: str, capacity_bytes: int | None) -> dict[str, Any]:
+    def begin(
+        self, session_id: str, capacity_bytes: int | None, skin_smoothing: bool | None = None
+    ) -> dict[str, Any]:
+        """Start serving one visit: a fresh vault (new key). ``skin_smoothing`` is the guest's answer to
+        that consent choice when the event offers it (None: the engine's configured default)."""
         if self.vault is not None:
             raise WorkerError("busy", "this worker already serves a session")
         self.vault = SessionVault.create(Path(self.store_dir), session_id, capacity_bytes=capacity_bytes)
+        self.skin_smoothing = skin_smoothing
         return {"key_memory": self.vault.key.mechanism.value}
 
     def open_camera(self) -> dict[str, Any]:
@@ -200,7 +220,7 @@ class SessionWorker:
         if cut is None:
             rgb, take = self._capture_pixels(take_id)
             try:
-                cut = self.engine.cutout(rgb, take.face, preset)
+                cut = self.engine.cutout(rgb, take.face, preset, smoothing=self.skin_smoothing)
             finally:
                 zero_array(rgb)
             self._cutouts[key] = cut
@@ -276,7 +296,19 @@ class SessionWorker:
 
 
 def serve(conn: Connection, worker: SessionWorker) -> int:
-    """Answer requests until ``wipe`` or until the main process goes away (then wipe anyway)."""
+    """Answer requests until ``wipe``, until the main process goes away, or until SIGTERM cancels the
+    visit; the last two wipe too. A cancelled request is abandoned where it stands: nothing it was making
+    is stored (or, if it was being stored, the wipe removes it with the rest of the vault)."""
+    signal.signal(signal.SIGTERM, _cancel_on_sigterm)
+    try:
+        return _serve(conn, worker)
+    except Cancelled:
+        logger.info("visit cancelled by the main process; wiping")
+        worker.shutdown()
+        return 0
+
+
+def _serve(conn: Connection, worker: SessionWorker) -> int:
     handlers: dict[str, Callable[..., Any]] = {
         "begin": worker.begin,
         "open_camera": worker.open_camera,
@@ -294,10 +326,10 @@ def serve(conn: Connection, worker: SessionWorker) -> int:
             op, args = conn.recv()
         except (EOFError, OSError):
             logger.warning("main process went away; wiping")
-            worker.shutdown()
+            _final_wipe(worker)
             return 1
         if op == "wipe":
-            removed = worker.shutdown()
+            removed = _final_wipe(worker)
             with contextlib.suppress(OSError, EOFError):  # wiped; a main process gone by now changes nothing
                 conn.send(("ok", {"removed": removed}))
             return 0
@@ -328,8 +360,13 @@ def serve(conn: Connection, worker: SessionWorker) -> int:
             # The main process died while this request ran (kill -9 mid-render, found by the audit): nobody
             # will ask for a wipe any more, so wipe now, exactly as on EOF above.
             logger.warning("main process went away during a request; wiping")
-            worker.shutdown()
+            _final_wipe(worker)
             return 1
+
+
+def _final_wipe(worker: SessionWorker) -> int:
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)  # a wipe under way runs to its end
+    return worker.shutdown()
 
 
 def main(argv: Sequence[str] | None = None) -> int:

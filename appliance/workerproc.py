@@ -22,6 +22,10 @@ logger = logging.getLogger(__name__)
 READY_TIMEOUT_SECONDS = 120.0  # model load on a cold Jetson can take tens of seconds
 REQUEST_TIMEOUT_SECONDS = 60.0
 WIPE_TIMEOUT_SECONDS = 5.0
+# How long a worker busy with a request (a capture burst, a render) gets after SIGTERM to drop what it is
+# making, wipe its vault and exit by itself, before SIGKILL. The worker's handler runs as soon as the
+# interpreter is back from the C call in progress (an ONNX Runtime run: ~0.1-0.6 s on the CPU).
+CANCEL_GRACE_SECONDS = 0.8
 
 
 class WorkerDied(Exception):
@@ -40,8 +44,11 @@ class WorkerProcess:
     """One ``python -m appliance.worker`` child.
 
     The child is exec'd (not forked): it inherits no memory of the main process, gets a cleaned environment
-    with ``MALLOC_MMAP_THRESHOLD_`` set, and sets ``PR_SET_DUMPABLE=0`` itself (exec resets it). Not
-    thread-safe: the facade serialises calls."""
+    with ``MALLOC_MMAP_THRESHOLD_`` set, and sets ``PR_SET_DUMPABLE=0`` itself (exec resets it).
+
+    Thread-safe: one request at a time is on the wire (``call`` takes the worker's own lock), and ``end``
+    works from any thread at any moment — it asks an idle worker to wipe, and cancels a busy one (SIGTERM,
+    then SIGKILL), so Delete now never waits behind a capture or a render."""
 
     def __init__(self, cfg: KioskConfig, store_dir: str, *, log_level: str = "INFO") -> None:
         parent, child = socket.socketpair()
@@ -71,6 +78,8 @@ class WorkerProcess:
         self.pid = self._proc.pid
         self.info: dict[str, Any] = {}
         self.started = time.monotonic()
+        self._call_lock = threading.Lock()
+        self._ended = False  # set by end()/kill(): no request is sent any more
 
     def wait_ready(self, timeout: float = READY_TIMEOUT_SECONDS) -> dict[str, Any]:
         """Block until the worker has loaded the engine. Raises ``WorkerDied`` on failure."""
@@ -82,7 +91,29 @@ class WorkerProcess:
         return self.info
 
     def call(self, op: str, timeout: float = REQUEST_TIMEOUT_SECONDS, **args: Any) -> Any:
-        """Send one request and return its result. Raises ``WorkerRequestError`` or ``WorkerDied``."""
+        """Send one request and return its result; waits while another thread's request is on the wire.
+        Raises ``WorkerRequestError``, or ``WorkerDied`` (also when the worker was ended meanwhile)."""
+        with self._call_lock:
+            try:
+                return self._call_locked(op, timeout, args)
+            except WorkerDied:
+                if self._ended:  # end() cancelled this request; the connection is this thread's to close
+                    self._conn.close()
+                raise
+
+    def call_if_idle(self, op: str, **args: Any) -> tuple[bool, Any]:
+        """``(True, result)`` if no other request is on the wire right now, else ``(False, None)`` at once.
+        For readers that must never wait behind a render (the state poll, the health view)."""
+        if not self._call_lock.acquire(blocking=False):
+            return False, None
+        try:
+            return True, self._call_locked(op, REQUEST_TIMEOUT_SECONDS, args)
+        finally:
+            self._call_lock.release()
+
+    def _call_locked(self, op: str, timeout: float, args: dict[str, Any]) -> Any:
+        if self._ended:
+            raise WorkerDied("the worker has been ended")
         try:
             self._conn.send((op, args))
         except (OSError, EOFError) as exc:
@@ -109,14 +140,53 @@ class WorkerProcess:
     def wipe(self) -> int:
         """Ask the worker to wipe and exit; returns the number of files it removed. The process is reaped
         in the background (its exit is not on the guest's critical path); ``kill()`` is the fallback."""
+        with self._call_lock:
+            return self._wipe_locked()
+
+    def _wipe_locked(self) -> int:
         try:
-            result = self.call("wipe", timeout=WIPE_TIMEOUT_SECONDS)
+            result = self._call_locked("wipe", WIPE_TIMEOUT_SECONDS, {})
             removed = int(result.get("removed", 0))
         except (WorkerDied, WorkerRequestError):
             self.kill()
             raise
+        self._ended = True
         threading.Thread(target=self._reap, name="worker-reaper", daemon=True).start()
         return removed
+
+    def end(self, *, wait_idle: float) -> bool:
+        """WIPE this worker whatever it is doing; returns True if it wiped itself on request, False if it
+        was busy and had to be cancelled. Never raises.
+
+        An idle worker (or one that finishes its request within ``wait_idle`` seconds, e.g. a preview
+        frame) gets the ordinary ``wipe`` request. A busy one (a capture burst, a render) gets SIGTERM: its
+        handler abandons the request before anything more is stored, wipes the vault and exits; SIGKILL
+        follows after ``CANCEL_GRACE_SECONDS``. Either way the process is gone when this returns, so the
+        caller's backstop (removing the session's directory) cannot race a late write."""
+        if self._call_lock.acquire(timeout=wait_idle):
+            try:
+                self._wipe_locked()
+                return True
+            except (WorkerDied, WorkerRequestError):
+                return False  # _wipe_locked killed it
+            finally:
+                self._call_lock.release()
+        self._ended = True
+        if self._proc.poll() is None:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(self._proc.pid, signal.SIGTERM)
+            try:
+                self._proc.wait(timeout=CANCEL_GRACE_SECONDS)
+            except subprocess.TimeoutExpired:
+                logger.warning(
+                    "worker %d did not stop within %.1f s of SIGTERM; killing it",
+                    self.pid,
+                    CANCEL_GRACE_SECONDS,
+                )
+        # The request in flight now ends with WorkerDied in its own thread, which still owns the
+        # connection; it is closed when that thread lets go of it (or by the garbage collector).
+        self._kill_process()
+        return False
 
     def _reap(self) -> None:
         try:
@@ -129,6 +199,11 @@ class WorkerProcess:
 
     def kill(self) -> None:
         """SIGKILL and reap. Safe to call on a dead process."""
+        self._ended = True
+        self._kill_process()
+        self._conn.close()
+
+    def _kill_process(self) -> None:
         if self._proc.poll() is None:
             with contextlib.suppress(ProcessLookupError):
                 os.kill(self._proc.pid, signal.SIGKILL)
@@ -136,7 +211,6 @@ class WorkerProcess:
             self._proc.wait(timeout=WIPE_TIMEOUT_SECONDS)
         except subprocess.TimeoutExpired:  # pragma: no cover - SIGKILL cannot be ignored
             logger.error("worker %d survived SIGKILL", self.pid)
-        self._conn.close()
 
     def exited(self) -> bool:
         return self._proc.poll() is not None

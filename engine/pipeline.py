@@ -151,9 +151,16 @@ class HeadshotEngine:
         return face, tuple(notes)
 
     def cutout(
-        self, rgb: RgbImage, face: Face, preset: str | Preset, timings: Timings | None = None
+        self,
+        rgb: RgbImage,
+        face: Face,
+        preset: str | Preset,
+        timings: Timings | None = None,
+        *,
+        smoothing: bool | None = None,
     ) -> Cutout:
-        """Frame, matte, refine edges, tone and retouch one take for one preset."""
+        """Frame, matte, refine edges, tone and retouch one take for one preset. ``smoothing`` overrides
+        ``EngineConfig.skin_smoothing`` for this call (a guest's own answer); None keeps the config's."""
         p = PRESETS[preset] if isinstance(preset, str) else preset
         t = timings or Timings()
         size = (rgb.shape[1], rgb.shape[0])
@@ -180,7 +187,7 @@ class HeadshotEngine:
             geom = map_face(face, framing)
             skin = skin_patch_mask(geom, (p.height, p.width), alpha)
             fg = apply_tone(fg, skin, estimate_from=small, estimate_mask=alpha_small < 0.1).image
-            if self.cfg.skin_smoothing:
+            if self.cfg.skin_smoothing if smoothing is None else smoothing:
                 fg = smooth_skin(fg, geom, alpha)
             crop.fill(0)  # guest pixels: don't leave them for the allocator
             small.fill(0)

@@ -94,7 +94,8 @@ def _body() -> dict[str, Any]:
         return {}
     try:
         data = json.loads(raw)
-    except (ValueError, UnicodeDecodeError):
+    except (ValueError, UnicodeDecodeError, RecursionError):
+        # RecursionError: a deeply nested body ("[[[[..."): the parser's own limit, not a server fault.
         raise ApiError("bad_json", "The request body is not valid JSON.") from None
     if not isinstance(data, dict):
         raise ApiError("bad_json", "The request body must be a JSON object.")
@@ -109,6 +110,7 @@ def _text(data: dict[str, Any], name: str) -> str:
 
 
 def _choices(data: dict[str, Any]) -> dict[str, bool]:
+    """The shape of ``choices``; which ids the event offers is the facade's check (``BadChoices``)."""
     value = data.get("choices", {})
     if value is None:
         return {}
@@ -130,13 +132,26 @@ def _image_url(render_id: str) -> str:
 # -- pages ------------------------------------------------------------------------------------------------
 
 
+def _page_json(page: dict[str, Any]) -> str:
+    return json.dumps(page, ensure_ascii=False).replace("</", "<\\/")
+
+
+def _home_url() -> str:
+    """Where every visit starts: a fresh document in the event's default language (issue 11: nothing of a
+    visit, the language a guest picked included, survives into the next one)."""
+    return url_for("guest.index", lang=_kiosk().cfg.event.languages[0])
+
+
 @bp.get("/")
 def index() -> str:
-    """The kiosk's single page: every screen is a section the script shows according to the phase."""
+    """The kiosk's single page: every screen is a section the script shows according to the phase. When a
+    visit ends the script replaces the page with a fresh copy of it (``home``), so each guest starts from
+    a document that never held anything of the previous one."""
     cfg = _kiosk().cfg
     locale = str(get_locale())
     page = {
         "lang": locale,
+        "home": _home_url(),
         "countdown": cfg.session.countdown_seconds,
         "backgrounds": list(cfg.event.backgrounds),
         "presets": list(cfg.event.presets),
@@ -150,15 +165,20 @@ def index() -> str:
         locale=locale,
         languages=[(code, LANGUAGE_NAMES[code]) for code in cfg.event.languages],
         summary=consent_summary(cfg),
-        page_json=json.dumps(page, ensure_ascii=False).replace("</", "<\\/"),
+        page_json=_page_json(page),
     )
 
 
 @bp.get("/notice")
 def notice() -> str:
-    """The full privacy notice the consent summary links to."""
+    """The full privacy notice the consent summary links to. It runs the same activity and idle handling
+    as the kiosk page, so a visit wiped while it is open sends the screen back to the start."""
     cfg = _kiosk().cfg
-    return render_template("notice.html", cfg=cfg, locale=str(get_locale()), summary=consent_summary(cfg))
+    locale = str(get_locale())
+    page = {"lang": locale, "home": _home_url(), "strings": client_strings()}
+    return render_template(
+        "notice.html", cfg=cfg, locale=locale, summary=consent_summary(cfg), page_json=_page_json(page)
+    )
 
 
 # -- API --------------------------------------------------------------------------------------------------
@@ -257,13 +277,17 @@ def render_image(render_id: str) -> Response:
 def deliver() -> Response:
     data = _body()
     result = _kiosk().deliver(_text(data, "render"))
-    return jsonify({**result, "qr": url_for("guest.qr_png")})
+    # The QR image's URL is new for every delivery: a browser answers a repeated <img src> from the
+    # document's image cache without asking (issue 11: the next guest was shown the previous QR).
+    return jsonify({**result, "qr": url_for("guest.qr_png", v=result["qr"])})
 
 
 @bp.get("/api/session/qr.png")
 def qr_png() -> Response:
-    url = _kiosk().delivery_url()
-    if url is None:
+    kiosk = _kiosk()
+    nonce, url = kiosk.qr_nonce(), kiosk.delivery_url()
+    if url is None or nonce is None or request.args.get("v") != nonce:
+        # An old QR URL (an earlier guest's) never shows the current one.
         raise ApiError("no_delivery", "There is no download link to show.", 404)
     return Response(qr.png(url), mimetype="image/png")
 

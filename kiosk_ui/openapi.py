@@ -45,7 +45,9 @@ _STATE = {
             ],
         },
         "session": {"type": "string", "nullable": True},
-        "receipt": {"type": "string"},
+        # The session's receipt code during a visit; after delete/revoke/end the code to keep, or null if
+        # the receipt could not be recorded.
+        "receipt": {"type": "string", "nullable": True},
         "held": {"type": "array", "items": _HELD},
         "takes": {
             "type": "array",
@@ -240,7 +242,8 @@ def spec() -> dict[str, Any]:
         ),
         "/api/session/qr.png": {
             "get": {
-                "summary": "The QR code of the pending link",
+                "summary": "The QR code of the pending link (v: the nonce deliver returned as qr)",
+                "parameters": [{"name": "v", "in": "query", "required": True, "schema": {"type": "string"}}],
                 "responses": {
                     "200": {
                         "description": "PNG",

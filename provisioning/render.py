@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 from pathlib import PurePosixPath
 
+from appliance.browser import device_flags
 from appliance.config import CsiCameraConfig, KioskConfig, V4l2CameraConfig, is_loopback
 from appliance.hardening import MALLOC_MMAP_THRESHOLD_BYTES
 from provisioning.configfile import CONFIG_DIR, CONFIG_PATH, STATE_DIR
@@ -236,25 +237,7 @@ def render_kiosk_unit(config: KioskConfig, target: Target) -> str:
 def render_browser_unit(config: KioskConfig, target: Target) -> str:
     """``headshot-kiosk-browser.service``: cage (Wayland kiosk compositor) running Chromium on tty1."""
     profile = f"/run/{BROWSER_USER}"
-    flags = [
-        "--kiosk",
-        "--incognito",
-        f"--user-data-dir={profile}",
-        "--disk-cache-size=1",
-        "--no-first-run",
-        "--no-default-browser-check",
-        "--disable-background-networking",
-        "--disable-breakpad",
-        "--disable-crash-reporter",
-        "--disable-sync",
-        "--disable-translate",
-        "--disable-features=Translate,MediaRouter,OptimizationHints",
-        "--noerrdialogs",
-        "--disable-session-crashed-bubble",
-        "--password-store=basic",
-        "--overscroll-history-navigation=0",
-        "--ozone-platform=wayland",
-    ]
+    flags = device_flags(profile)
     command = " ".join([target.cage_binary, "--", target.browser_binary, *flags, ui_url(config)])
     lines = [
         _HEADER.rstrip("\n"),

@@ -11,23 +11,14 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any
 
+from appliance.browser import headless_flags
 from appliance.kiosk import Kiosk
 from kiosk_ui.delivery import create_delivery_app
 from kiosk_ui.serve import Listener, delivery_tls
 
 CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
-LAUNCH_ARGS = [
-    "--headless",
-    "--no-sandbox",  # root in CI; the browser is a test client here, not the kiosk's own browser
-    "--disable-gpu",
-    "--disable-quic",
-    "--no-first-run",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-    "--disable-breakpad",
-    "--disk-cache-size=1",
-]
+# The kiosk browser's own flags (appliance.browser), headless: tests see what the kiosk sees.
+LAUNCH_ARGS = headless_flags()
 TIMEOUT_MS = 60_000
 
 

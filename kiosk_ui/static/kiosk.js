@@ -1,43 +1,30 @@
-/* Headshot kiosk guest UI: one page, one section per screen, driven by the JSON API.
-   The server's phase is the truth; this script polls it and follows. No storage, no cookies, no CDN. */
+/* Headshot kiosk guest UI: one section per screen, driven by the JSON API (guest.js has the shared parts).
+   The server's phase is the truth; this script polls it and follows.
+
+   One visit per document: when the visit ends, this page empties what it showed and then replaces itself
+   with a fresh start page (Guest.fresh), so the next guest's document never held anything of this one.
+   Delete now and Withdraw are never swallowed: they cancel the countdown, abandon whatever request is in
+   flight (the server cancels the capture or render in the worker) and show the "deleted" screen at once. */
 "use strict";
 (() => {
-  const page = JSON.parse(document.getElementById("page-data").textContent);
+  const G = window.Guest;
+  const { page, $, fmt, api } = G;
   const S = page.strings;
-  const $ = (id) => document.getElementById(id);
   const VISIT_SCREENS = ["consent", "preview", "processing", "review", "delivery"];
   const TOPBAR_SCREENS = ["preview", "processing", "review", "delivery"];
+  const DONE_SECONDS = 30;
 
   let state = null;
   let screen = "attract";
   let busy = false; // a request that changes the phase is in flight: don't let polling switch screens
+  let over = false; // this document's visit has ended: late answers of its requests are ignored
+  const inFlight = new AbortController(); // aborted when the visit ends
   let previewBg = null;
-  let retakeMode = false;
   let countdownTimer = null;
   let guidanceTimer = null;
-  let lastTouch = 0;
-  let doneTimer = null;
   const view = { take: null, render: null, background: page.backgrounds[0], preset: page.presets[0] };
 
-  const fmt = (text, n) => text.replace("{n}", String(n));
-
-  async function api(method, path, body) {
-    const opts = { method, cache: "no-store", headers: { Accept: "application/json" } };
-    if (method === "POST") {
-      opts.headers["Content-Type"] = "application/json";
-      opts.body = JSON.stringify(body || {});
-    }
-    const response = await fetch(path, opts);
-    let data = null;
-    try { data = await response.json(); } catch (_) { data = null; }
-    if (!response.ok) {
-      const err = new Error((data && data.message) || response.statusText);
-      err.code = data && data.error;
-      err.status = response.status;
-      throw err;
-    }
-    return data;
-  }
+  const call = (method, path, body) => api(method, path, body, inFlight.signal);
 
   function errorText(err) {
     return S["error_" + err.code] || S.error_generic;
@@ -48,13 +35,21 @@
     for (const el of document.querySelectorAll(".screen")) el.hidden = el.id !== "screen-" + name;
     $("topbar").hidden = !TOPBAR_SCREENS.includes(name);
     if (name === "preview") startPreview(); else stopPreview();
-    if (name !== "done" && doneTimer) { clearTimeout(doneTimer); doneTimer = null; }
     const heading = document.querySelector("#screen-" + name + " h1");
     if (heading && !heading.classList.contains("visually-hidden")) {
       heading.tabIndex = -1;
       heading.focus({ preventScroll: true });
     }
     document.body.dataset.screen = name;
+  }
+
+  /** Replace an <img> by an empty one: the old element (and with it its decoded picture) is dropped. */
+  function blankImage(id) {
+    const old = $(id);
+    if (!old) return;
+    const img = document.createElement("img");
+    for (const attr of ["id", "alt", "class"]) if (old.hasAttribute(attr)) img.setAttribute(attr, old.getAttribute(attr));
+    old.replaceWith(img);
   }
 
   // -- live preview ---------------------------------------------------------------------------------------
@@ -65,12 +60,8 @@
 
   function startPreview() {
     stopPreview();
-    const img = document.createElement("img");
-    img.id = "preview";
-    img.alt = $("preview").alt;
-    $("preview").replaceWith(img);
-    if (!retakeMode) img.src = streamUrl();
-    $("bg-toggle").hidden = retakeMode;
+    blankImage("preview");
+    $("preview").src = streamUrl();
     updateBgToggle();
     guidanceTimer = setInterval(updateGuidance, 700);
     updateGuidance();
@@ -78,13 +69,7 @@
 
   function stopPreview() {
     // Replacing the element aborts the multipart download, which frees the server's stream thread.
-    const old = $("preview");
-    if (old && old.getAttribute("src")) {
-      const img = document.createElement("img");
-      img.id = "preview";
-      img.alt = old.alt;
-      old.replaceWith(img);
-    }
+    if ($("preview").getAttribute("src")) blankImage("preview");
     if (guidanceTimer) { clearInterval(guidanceTimer); guidanceTimer = null; }
   }
 
@@ -95,9 +80,9 @@
   }
 
   async function updateGuidance() {
-    if (retakeMode) { $("guidance").textContent = S.hint_ready; return; }
     try {
-      const g = await api("GET", "/api/session/guidance");
+      const g = await call("GET", "/api/session/guidance");
+      if (over) return;
       const hint = g.hints && g.hints.length ? g.hints[0] : null;
       $("guidance").textContent = g.fresh ? (hint ? (S["hint_" + hint] || "") : S.hint_ready) : "";
       $("outline").classList.toggle("ok", g.fresh && !hint);
@@ -112,11 +97,15 @@
 
   // -- countdown and capture ------------------------------------------------------------------------------
 
-  function cancelCountdown() {
+  function stopCountdown() {
     if (countdownTimer) { clearTimeout(countdownTimer); countdownTimer = null; }
     $("countdown").hidden = true;
     $("cancel-countdown").hidden = true;
     $("shoot").hidden = false;
+  }
+
+  function cancelCountdown() {
+    stopCountdown();
     busy = false;
   }
 
@@ -139,8 +128,8 @@
     countdownTimer = null;
     show("processing");
     try {
-      const r = await api("POST", "/api/session/capture");
-      retakeMode = false;
+      const r = await call("POST", "/api/session/capture");
+      if (over) return;
       view.take = r.take;
       view.render = r.render;
       view.background = r.background || page.backgrounds[0];
@@ -151,7 +140,7 @@
       await handleError(err, err.code === "no_face" ? "preview" : null);
     } finally {
       busy = false;
-      $("shoot").hidden = false;
+      if (!over) $("shoot").hidden = false;
     }
   }
 
@@ -191,20 +180,21 @@
   }
 
   async function choose(change) {
-    if (busy) return;
+    if (busy || over) return;
     busy = true;
     Object.assign(view, change);
     renderChoices();
     $("review-busy").hidden = false;
     try {
-      const r = await api("POST", "/api/session/render",
+      const r = await call("POST", "/api/session/render",
         { take: view.take, background: view.background, preset: view.preset });
+      if (over) return;
       view.render = r.render;
       $("result").src = r.image;
     } catch (err) {
       await handleError(err);
     } finally {
-      $("review-busy").hidden = true;
+      if (!over) $("review-busy").hidden = true;
       busy = false;
     }
   }
@@ -212,10 +202,11 @@
   // -- delivery, end, delete ------------------------------------------------------------------------------
 
   async function deliver() {
-    if (busy) return;
+    if (busy || over) return;
     busy = true;
     try {
-      const r = await api("POST", "/api/session/deliver", { render: view.render });
+      const r = await call("POST", "/api/session/deliver", { render: view.render });
+      if (over) return;
       $("qr").src = r.qr;
       showExpiry(r.expires_in);
       show("delivery");
@@ -231,27 +222,55 @@
     $("expires").textContent = minutes >= 1 ? fmt(S.expires_in, minutes) : S.expires_soon;
   }
 
-  function showDone(result, linkPending) {
-    state = result;
-    $("receipt").textContent = result.receipt || (result.last_receipt && result.last_receipt.receipt) || "";
-    $("done-link-note").hidden = !linkPending;
+  /** The visit is over in this document: stop everything, drop every picture and text of it. */
+  function endVisit() {
+    over = true;
+    busy = true;
+    inFlight.abort();
+    stopCountdown();
+    stopPreview();
+    for (const id of ["result", "qr", "preview"]) blankImage(id);
+    for (const id of ["take-choices", "bg-choices", "preset-choices", "held-list"]) $(id).replaceChildren();
+    for (const id of ["expires", "guidance", "review-message", "attract-message"]) $(id).textContent = "";
     if ($("held-dialog").open) $("held-dialog").close();
-    show("done");
-    doneTimer = setTimeout(() => { if (screen === "done") show("attract"); }, 30000);
+    $("idle-warning").hidden = true;
+    performance.clearResourceTimings(); // the document's list of the URLs it fetched (render ids, the QR's)
   }
 
+  /** ``result``: the server's answer, or null if the visit was already gone (nothing to show a code for). */
+  function showDone(result, linkPending) {
+    const receipt = result && result.receipt;
+    $("receipt").textContent = receipt || "";
+    $("receipt-line").hidden = !receipt;
+    $("receipt-unrecorded").hidden = !(result && !receipt); // never a code that proves nothing
+    $("done-link-note").hidden = !(linkPending && result);
+  }
+
+  /** Delete now, Withdraw and "I'm done": end the visit here at once, then tell the server. */
   async function finish(path, linkPending) {
-    if (busy) return;
-    busy = true;
-    cancelCountdown();
-    busy = true;
-    try {
-      showDone(await api("POST", path), linkPending);
-    } catch (err) {
-      await handleError(err);
-    } finally {
-      busy = false;
+    if (over) return;
+    endVisit();
+    $("receipt-line").hidden = true;
+    $("receipt-unrecorded").hidden = true;
+    $("done-link-note").hidden = true;
+    show("done");
+    let result = null;
+    for (let attempt = 0; attempt < 3 && result === null; attempt += 1) {
+      try {
+        result = await api("POST", path);
+      } catch (err) {
+        if (err.status === 404 || err.status === 409) break; // nothing left to delete (already wiped)
+        await new Promise((resolve) => setTimeout(resolve, 500)); // the server is busy: ask again
+      }
     }
+    showDone(result, linkPending);
+    setTimeout(G.fresh, DONE_SECONDS * 1000);
+  }
+
+  function showError() {
+    endVisit();
+    show("error");
+    setTimeout(G.fresh, DONE_SECONDS * 1000);
   }
 
   // -- what we hold ---------------------------------------------------------------------------------------
@@ -284,8 +303,10 @@
   // -- errors and syncing with the server -----------------------------------------------------------------
 
   async function handleError(err, stayOn) {
-    if (err.code === "worker_failed") { show("error"); return; }
+    if (over) return;
+    if (err.code === "worker_failed") { showError(); return; }
     await poll();
+    if (over) return;
     if (stayOn === "preview" && state && state.phase === "preview") {
       show("preview");
       $("guidance").textContent = errorText(err);
@@ -296,57 +317,57 @@
   }
 
   async function poll() {
+    if (over) return;
+    let fresh;
     try {
-      state = await api("GET", "/api/session");
+      fresh = await api("GET", "/api/session");
     } catch (_) {
       return;
     }
+    if (over) return;
+    state = fresh;
     follow();
   }
 
   function follow() {
     const p = state.phase;
-    const warn = !!state.idle_warning && state.idle_seconds_left !== null && p !== "idle";
-    $("idle-warning").hidden = !warn;
-    if (warn) $("idle-text").textContent = fmt(S.idle_warning, Math.ceil(state.idle_seconds_left));
+    G.follow(state);
     renderHeld();
     if (state.delivery) showExpiry(state.delivery.expires_in);
     if (busy) return;
     if (p === "idle") {
       if (VISIT_SCREENS.includes(screen)) {
-        if ($("held-dialog").open) $("held-dialog").close();
-        show(state.error ? "error" : "attract");
+        // Wiped without this page asking (left alone, staff, a failure): a fresh page for the next guest.
+        if (state.error) showError(); else { endVisit(); G.fresh(); }
       }
     } else if (p === "consent" && screen !== "consent") {
       show("consent");
     } else if (p === "preview" && screen !== "preview") {
-      retakeMode = false;
       show("preview");
     } else if (p === "review" && screen !== "review") {
       enterReview(null);
     } else if (p === "review") {
       renderChoices();
     } else if (p === "delivery" && screen !== "delivery") {
-      $("qr").src = "/api/session/qr.png";
+      if (state.delivery && state.delivery.qr) $("qr").src = "/api/session/qr.png?v=" + encodeURIComponent(state.delivery.qr);
       show("delivery");
     }
   }
 
-  function touch() {
-    const now = Date.now();
-    if (!state || state.phase === "idle" || now - lastTouch < 2000) return;
-    lastTouch = now;
-    api("POST", "/api/session/touch").catch(() => {});
-  }
-
   // -- wiring ---------------------------------------------------------------------------------------------
+
+  function consentChoices() {
+    const choices = {};
+    for (const box of document.querySelectorAll("input[data-choice]")) choices[box.dataset.choice] = box.checked;
+    return choices;
+  }
 
   $("start").addEventListener("click", async () => {
     if (busy) return;
     busy = true;
     $("attract-message").textContent = "";
     try {
-      state = await api("POST", "/api/session");
+      state = await call("POST", "/api/session");
       $("agree").checked = false;
       $("accept").disabled = true;
       show("consent");
@@ -359,11 +380,11 @@
   });
   $("agree").addEventListener("change", () => { $("accept").disabled = !$("agree").checked; });
   $("accept").addEventListener("click", async () => {
-    if (busy || !$("agree").checked) return;
+    if (busy || over || !$("agree").checked) return;
     busy = true;
     try {
-      state = await api("POST", "/api/session/consent", { accept: true, choices: {} });
-      retakeMode = false;
+      state = await call("POST", "/api/session/consent", { accept: true, choices: consentChoices() });
+      if (over) return;
       previewBg = null;
       show("preview");
     } catch (err) {
@@ -373,44 +394,40 @@
     }
   });
   $("decline").addEventListener("click", async () => {
-    if (busy) return;
-    busy = true;
+    if (over) return;
+    endVisit();
     try {
-      state = await api("POST", "/api/session/consent", { accept: false, choices: {} });
+      await api("POST", "/api/session/consent", { accept: false, choices: consentChoices() });
     } catch (_) { /* nothing was captured either way */ }
-    busy = false;
-    show("attract");
+    G.fresh();
   });
   $("bg-toggle").addEventListener("click", cycleBackground);
-  $("shoot").addEventListener("click", () => { if (!busy) startCountdown(); });
+  $("shoot").addEventListener("click", () => { if (!busy && !over) startCountdown(); });
   $("cancel-countdown").addEventListener("click", cancelCountdown);
   $("retake").addEventListener("click", async () => {
-    if (busy) return;
+    if (busy || over) return;
     busy = true;
     try {
-      state = await api("POST", "/api/session/retake", {});
+      state = await call("POST", "/api/session/retake", {});
     } catch (err) {
       busy = false;
       await handleError(err, "review");
       return;
     }
     busy = false;
-    // Back to the live camera: the guest poses again and presses the shutter when ready.
-    retakeMode = false;
-    show("preview");
+    if (over) return;
+    show("preview"); // back to the live camera: the guest poses again and presses the shutter when ready
   });
   $("deliver").addEventListener("click", deliver);
   $("finish").addEventListener("click", () => finish("/api/session/end", true));
   $("delete-btn").addEventListener("click", () => finish("/api/session/delete", false));
   $("held-delete").addEventListener("click", () => finish("/api/session/delete", false));
   $("held-revoke").addEventListener("click", () => finish("/api/session/revoke", false));
-  $("held-btn").addEventListener("click", async () => { await poll(); $("held-dialog").showModal(); });
+  $("held-btn").addEventListener("click", async () => { await poll(); if (!over) $("held-dialog").showModal(); });
   $("held-close").addEventListener("click", () => $("held-dialog").close());
-  $("again").addEventListener("click", () => show("attract"));
-  $("recover").addEventListener("click", () => show("attract"));
-  $("still-here").addEventListener("click", async () => { lastTouch = 0; touch(); await poll(); });
-  document.addEventListener("pointerdown", touch, { passive: true });
-  document.addEventListener("keydown", touch, { passive: true });
+  $("again").addEventListener("click", G.fresh);
+  $("recover").addEventListener("click", G.fresh);
+  $("still-here").addEventListener("click", poll);
 
   show("attract");
   poll();

@@ -77,7 +77,11 @@ class Harness:
 @pytest.fixture(scope="module")
 def harness(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Harness]:
     cfg = KioskConfig.model_validate(
-        {"store": {"path": str(tmp_path_factory.mktemp("kiosk") / "store")}, "session": {"max_takes": 2}}
+        {
+            "store": {"path": str(tmp_path_factory.mktemp("kiosk") / "store")},
+            "session": {"max_takes": 2},
+            "event": {"consent_choices": ["skin_smoothing"]},
+        }
     )
     clock = ManualClock(1000.0)
     receipts: list[Receipt] = []
@@ -97,7 +101,7 @@ def h(harness: Harness) -> Iterator[Harness]:
 def test_full_visit_ends_with_nothing_but_the_pending_delivery(h: Harness) -> None:
     k = h.kiosk
     assert k.start_session()["phase"] == "consent"
-    assert k.consent(True, {"keep_for_review": True})["phase"] == "preview"
+    assert k.consent(True, {"skin_smoothing": True})["phase"] == "preview"
     frame = k.preview_frame()
     assert frame["jpeg"][:3] == b"\xff\xd8\xff" and frame["size"] == [1280, 720]
     shot = k.capture()
@@ -116,6 +120,7 @@ def test_full_visit_ends_with_nothing_but_the_pending_delivery(h: Harness) -> No
     done = k.end()
     assert done["phase"] == "idle" and done["receipt"] == h.receipts[-1].code
     assert h.receipts[-1].outcome is WipeReason.FINISHED
+    assert h.receipts[-1].choices == {"skin_smoothing": True}
     assert k.session_dirs() == [] and wait_dead(worker)
     assert k.deliveries is not None
     assert k.deliveries.spend(token) == jpeg  # the phone still gets it, once

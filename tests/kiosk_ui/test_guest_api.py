@@ -96,7 +96,11 @@ def test_full_visit_through_every_endpoint(client: FlaskClient, kiosk: Kiosk) ->
     delivered = client.post("/api/session/deliver", json={"render": rendered["render"]}).json
     host, port = kiosk.cfg.delivery.public_host, kiosk.cfg.delivery.port
     assert delivered["url"].startswith(f"https://{host}:{port}/d/")
-    assert delivered["qr"] == "/api/session/qr.png"
+    # A new QR URL for every delivery (a page's image cache answers a repeated src without asking), and
+    # the bare or an old URL never shows it.
+    assert delivered["qr"].startswith("/api/session/qr.png?v=")
+    _error(client.get("/api/session/qr.png"), 404, "no_delivery")
+    _error(client.get("/api/session/qr.png?v=0123456789abcdef"), 404, "no_delivery")
     assert 0 < delivered["expires_in"] <= kiosk.cfg.delivery.window_minutes * 60
     qr = client.get(delivered["qr"])
     assert qr.status_code == 200 and qr.mimetype == "image/png"

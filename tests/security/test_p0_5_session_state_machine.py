@@ -28,7 +28,11 @@ EXITS = ("end", "delete_now", "revoke")
 def shared(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Kiosk, ManualClock]]:
     clock = ManualClock(5000.0)
     cfg = KioskConfig.model_validate(
-        {"store": {"path": str(tmp_path_factory.mktemp("p05") / "store")}, "session": {"max_takes": 2}}
+        {
+            "store": {"path": str(tmp_path_factory.mktemp("p05") / "store")},
+            "session": {"max_takes": 2},
+            "event": {"consent_choices": ["skin_smoothing"]},
+        }
     )
     kiosk = Kiosk(cfg, clock=clock)
     kiosk.start()
@@ -70,7 +74,7 @@ def test_session_api_state_machine(shared: tuple[Kiosk, ManualClock]) -> None:
         @precondition(lambda self: self.phase() == "consent")
         @rule(accept=st.booleans())
         def consent(self, accept: bool) -> None:
-            kiosk.consent(accept, {"demo_choice": accept})
+            kiosk.consent(accept, {"skin_smoothing": accept})
 
         @rule()
         def preview(self) -> None:
