@@ -45,6 +45,7 @@ from appliance.compliance import Controller, policy_hash
 from appliance.config import ConfigError, KioskConfig, load_config
 from appliance.fileowner import keep_owner
 from appliance.lifecycle import WipeReason
+from engine.fileio import write_atomic
 
 __all__ = [
     "CONSENT_FIELDS",
@@ -280,20 +281,7 @@ class AuditLog:
 
     def _write_head(self, lines: int, last: str, size: int) -> None:
         payload = _canonical({"last": last, "lines": lines, "size": size}) + b"\n"
-        tmp = self.directory / f".{HEAD_NAME}.{secrets.token_hex(8)}.tmp"
-        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC | os.O_NOFOLLOW, 0o600)
-        try:
-            keep_owner(fd, self.head_path)
-            os.write(fd, payload)
-            os.fsync(fd)
-        finally:
-            os.close(fd)
-        os.replace(tmp, self.head_path)
-        dir_fd = os.open(self.directory, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
-        try:
-            os.fsync(dir_fd)
-        finally:
-            os.close(dir_fd)
+        write_atomic(self.head_path, payload, mode=0o600, set_owner=lambda fd: keep_owner(fd, self.head_path))
 
     @staticmethod
     def _read_all(fd: int) -> bytes:

@@ -19,7 +19,6 @@ import argparse
 import gettext as gettext_module
 import hashlib
 import json
-import os
 import sys
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -28,6 +27,7 @@ from typing import Any, Protocol
 
 from appliance.config import ConfigError, KioskConfig, is_loopback, load_config
 from appliance.retention import delivery_window_seconds, idle_limit_seconds
+from engine.fileio import write_atomic
 
 __all__ = [
     "CONSENT_CATALOGS",
@@ -858,9 +858,9 @@ def write_documents(cfg: KioskConfig, directory: Path, *, controller: Controller
     paths = []
     for name, text in documents.items():
         path = directory / name
-        tmp = directory / f".{name}.tmp"
-        tmp.write_text(text, encoding="utf-8")
-        os.replace(tmp, path)  # a reader never sees half a document
+        # A reader never sees half a document. mode=None: public documents, the umask decides as it did
+        # when they were written with Path.write_text.
+        write_atomic(path, text.encode("utf-8"), mode=None)
         paths.append(path)
     return paths
 

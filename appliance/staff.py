@@ -46,6 +46,7 @@ from argon2.exceptions import InvalidHashError, VerificationError
 from appliance.audit import AuditError, AuditLog
 from appliance.config import ConfigError, load_config
 from appliance.fileowner import keep_owner
+from engine.fileio import write_atomic
 
 __all__ = [
     "PRODUCTION_ARGON2",
@@ -319,30 +320,12 @@ class StaffStore:
         return accounts
 
     def _write(self, accounts: dict[str, dict[str, Any]]) -> None:
-        """Replace the file atomically: a 0600 temp file in the same directory, fsync, rename, fsync dir."""
+        """Replace the file atomically (``engine.fileio.write_atomic``): 0600, keeping the file's owner."""
         self._ensure_parent()
         payload = json.dumps(
             {"format": _FORMAT, "version": _VERSION, "accounts": accounts}, indent=2, sort_keys=True
         ).encode("utf-8")
-        tmp = self.path.with_name(f".{self.path.name}.{secrets.token_hex(8)}.tmp")
-        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC | os.O_NOFOLLOW, 0o600)
-        try:
-            os.fchmod(fd, 0o600)  # the umask may have filtered the mode; be explicit
-            keep_owner(fd, self.path)
-            with os.fdopen(fd, "wb") as handle:
-                handle.write(payload + b"\n")
-                handle.flush()
-                os.fsync(handle.fileno())
-            os.replace(tmp, self.path)
-        except BaseException:
-            with contextlib.suppress(FileNotFoundError):
-                tmp.unlink()
-            raise
-        dir_fd = os.open(self.path.parent, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
-        try:
-            os.fsync(dir_fd)  # make the rename itself durable
-        finally:
-            os.close(dir_fd)
+        write_atomic(self.path, payload + b"\n", mode=0o600, set_owner=lambda fd: keep_owner(fd, self.path))
 
     # ---------------------------------------------------------------------------------------------- accounts
 

@@ -4,9 +4,7 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import sys
-import tempfile
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -14,6 +12,7 @@ from typing import Any
 from engine.compose import parse_background
 from engine.config import EngineConfig
 from engine.errors import EngineError
+from engine.fileio import write_atomic
 from engine.framing import PRESETS
 
 EXIT_OK = 0
@@ -58,19 +57,6 @@ def _output_path(outdir: Path, src: Path, taken: set[str]) -> Path:
     return outdir / name
 
 
-def _write_atomically(path: Path, data: bytes) -> None:
-    """Write via a temporary file in the same directory, so a failure never leaves a partial output."""
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".render-", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-        os.chmod(tmp, 0o644)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-
-
 def render_main(args: argparse.Namespace) -> int:
     from engine.pipeline import HeadshotEngine  # noqa: PLC0415 - heavy: only for render
 
@@ -97,7 +83,8 @@ def render_main(args: argparse.Namespace) -> int:
                     ) from exc
                 shot = engine.render(data, preset=args.preset, background=args.background)
                 out = _output_path(args.outdir, src, taken)
-                _write_atomically(out, shot.jpeg)
+                # Atomic, so a failure never leaves a partial output; 0644 like any exported photo.
+                write_atomic(out, shot.jpeg, mode=0o644)
             except EngineError as exc:
                 failed += 1
                 result.update(ok=False, error=exc.code, message=str(exc))

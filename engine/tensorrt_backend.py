@@ -25,19 +25,11 @@ import tensorrt as trt
 
 from engine.backend import FloatArray
 from engine.errors import BackendUnavailable, ModelError, PlanMismatch
-from engine.plans import (
-    REBUILD_COMMAND,
-    ShapeRange,
-    check_sidecar,
-    gpu_identity,
-    read_sidecar,
-    sha256_file,
-    trt_logger,
-)
+from engine.plans import REBUILD_COMMAND, ShapeRange, trt_logger, verify_plan
 
 logger = logging.getLogger(__name__)
 
-_PROFILE = 0  # plans are built with at most one optimisation profile (engine.plans.build_plan)
+_PROFILE = 0  # plans are built with at most one optimisation profile (engine.tensorrt_build.build_plan)
 
 
 def _volume(shape: tuple[int, ...]) -> int:
@@ -80,15 +72,7 @@ class TensorRtBackend:
 
         if not plan_path.is_file():
             raise BackendUnavailable(f"TensorRT plan {self._file} is missing; run {REBUILD_COMMAND}")
-        sidecar = read_sidecar(plan_path)
-        gpu_name, capability = gpu_identity()
-        check_sidecar(
-            sidecar,
-            tensorrt_version=str(trt.__version__),
-            gpu_name=gpu_name,
-            compute_capability=capability,
-            onnx_sha256=sha256_file(onnx_path),
-        )
+        sidecar = verify_plan(plan_path, onnx_path)  # raises before anything is deserialised
         self._precision = sidecar.precision
 
         # Why the device's primary context (retain_primary_context) and not make_context():
@@ -118,7 +102,7 @@ class TensorRtBackend:
             raise
         logger.info(
             "TensorRT %s loaded %s (%s) on %s, inputs %s",
-            trt.__version__, self._file, self._precision, gpu_name, dict(self._input_shapes),
+            trt.__version__, self._file, self._precision, sidecar.gpu_name, dict(self._input_shapes),
         )  # fmt: skip
 
     # ------------------------------------------------------------------------------------------ load

@@ -11,16 +11,15 @@ nothing (mtimes stay) and runs nothing.
 from __future__ import annotations
 
 import contextlib
-import io
 import os
 import stat
-import tempfile
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
 from typing import TextIO
 
-from appliance.config import KioskConfig, check_config_main, load_config
+from appliance.config import ConfigError, KioskConfig, load_config, summarize
+from engine.fileio import write_atomic
 from provisioning import ProvisioningError
 from provisioning.configfile import (
     AUDIT_DIR,
@@ -74,7 +73,6 @@ __all__ = [
     "diff",
     "plan",
     "resolve_config",
-    "write_file_atomic",
     "write_specs",
 ]
 
@@ -331,23 +329,6 @@ def diff(root: Path, specs: Iterable[Spec], *, compare_owner: bool) -> list[Chan
 # ------------------------------------------------------------------------------------------ writing
 
 
-def write_file_atomic(path: Path, content: bytes, mode: int) -> None:
-    """Atomically replace ``path``: the mode is set before the bytes are visible under the name."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
-    try:
-        os.fchmod(fd, mode)
-        with os.fdopen(fd, "wb") as fh:
-            fh.write(content)
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        with contextlib.suppress(OSError):
-            os.unlink(tmp)
-        raise
-
-
 def _write_link(path: Path, target: str) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f".{path.name}.tmp-link")
@@ -367,7 +348,8 @@ def _make(root: Path, change: Change) -> None:
             path.mkdir(parents=True, exist_ok=True)
         os.chmod(path, spec.mode)  # mkdir's mode would be filtered by the umask
     elif change.action in ("create", "update"):
-        write_file_atomic(path, spec.content, spec.mode)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        write_atomic(path, spec.content, mode=spec.mode)  # owner: chown_commands, after sysusers
     elif change.action == "mode":
         os.chmod(path, spec.mode)
 
@@ -474,16 +456,15 @@ def _ordered(changes: Sequence[Change], target: Target, extra: set[str]) -> list
 
 
 def _validate_installed_config(root: Path) -> str:
-    # The same check `python -m appliance check-config` runs; its report goes to our output.
-    buffer_out, buffer_err = io.StringIO(), io.StringIO()
-    with contextlib.redirect_stdout(buffer_out), contextlib.redirect_stderr(buffer_err):
-        code = check_config_main([str(host_path(root, CONFIG_PATH))])
-    if code != 0:
+    """The check ``python -m appliance check-config`` runs, on the installed file; returns its OK line."""
+    try:
+        config = load_config(host_path(root, CONFIG_PATH))
+    except ConfigError as exc:
+        # str(exc) is check-config's report: a heading and one indented line per entry of exc.problems.
         raise ProvisioningError(
-            "the installed kiosk.toml does not pass check-config; units were not enabled:\n"
-            + buffer_err.getvalue().rstrip()
-        )
-    return buffer_out.getvalue().strip()
+            f"the installed kiosk.toml does not pass check-config; units were not enabled:\n{exc}"
+        ) from None
+    return f"config OK: {summarize(config)}"
 
 
 def apply(target: Target, config_path: Path | None, runner: Runner, out: TextIO) -> Outcome:

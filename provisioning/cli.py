@@ -100,7 +100,15 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--json", action="store_true", help="print one JSON object")
     p.add_argument("--kernel", default=None, help="kernel release to judge (default: the root's)")
 
-    p = sub.add_parser("build-engines", help="build TensorRT plans for every model (on the Jetson)")
+    # The command keeps its pinned name; what it makes is a *plan* (a serialized TensorRT engine, tied to
+    # this TensorRT version and GPU), so the help says plans.
+    p = sub.add_parser(
+        "build-engines",
+        help="build a TensorRT plan for every model, on the Jetson that will run it",
+        description="Build TensorRT plans (serialized engines, <model>.plan plus a <model>.plan.json "
+        "sidecar) for every model, on this device: a plan runs only on the TensorRT version and GPU that "
+        "built it. Plans whose sidecar already matches are skipped unless --force.",
+    )
     p.add_argument("--config", type=Path, default=None, help=f"kiosk.toml (default {CONFIG_PATH} if present)")
     p.add_argument("--models-dir", type=Path, default=None, help="override [engine] models_dir")
     p.add_argument("--plans-dir", type=Path, default=None, help="override [engine] plans_dir")

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import contextlib
 import datetime as dt
-import io
+import importlib
 import json
 import os
 import platform
@@ -28,7 +28,6 @@ from appliance.config import (
     DemoCameraConfig,
     KioskConfig,
     V4l2CameraConfig,
-    check_config_main,
     is_loopback,
     load_config,
 )
@@ -412,11 +411,10 @@ def _check_config(ctx: _Context) -> Check:
     path = ctx.path(str(CONFIG_PATH))
     if not path.is_file():
         return Check("config", Status.FAIL, f"{CONFIG_PATH} is missing", _APPLY)
-    out, err = io.StringIO(), io.StringIO()
-    with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
-        code = check_config_main([str(path)])
-    if code != 0:
-        problems = [line.strip() for line in err.getvalue().splitlines()[1:] if line.strip()]
+    try:
+        load_config(path)  # what `python -m appliance check-config` runs
+    except ConfigError as exc:
+        problems = exc.problems
         return Check(
             "config",
             Status.FAIL,
@@ -514,19 +512,13 @@ def _check_plans(ctx: _Context) -> Check:
     assert ctx.config is not None
     from engine.errors import EngineError  # noqa: PLC0415
     from engine.models import ALL_MODELS  # noqa: PLC0415
-    from engine.plans import (  # noqa: PLC0415
-        REBUILD_COMMAND,
-        check_sidecar,
-        gpu_identity,
-        plan_path_for,
-        read_sidecar,
-        sha256_file,
-    )
+    from engine.plans import REBUILD_COMMAND, plan_path_for, plan_target, verify_plan  # noqa: PLC0415
 
     try:
-        import tensorrt as trt  # noqa: PLC0415
-
-        gpu_name, capability = gpu_identity()
+        # Imported here first so that a broken install is reported with Python's own reason (a missing
+        # libnvinfer, say), which plan_target would replace by "not installed".
+        importlib.import_module("tensorrt")
+        target = plan_target()  # queried once for every plan
     except (ImportError, EngineError) as exc:
         return Check(
             "tensorrt", Status.FAIL, f"TensorRT installed but unusable: {exc}", "check JetPack / CUDA"
@@ -537,20 +529,16 @@ def _check_plans(ctx: _Context) -> Check:
         plan = ctx.path(str(plan_path_for(engine.plans_dir, spec.name)))
         onnx = ctx.path(str(engine.models_dir / spec.filename))
         try:
-            check_sidecar(
-                read_sidecar(plan),
-                tensorrt_version=str(trt.__version__),
-                gpu_name=gpu_name,
-                compute_capability=capability,
-                onnx_sha256=sha256_file(onnx),
-            )
+            verify_plan(plan, onnx, target)
         except EngineError as exc:
             problems.append(f"{spec.name}: {exc}")
     status = Status.FAIL if engine.backend == "tensorrt" else Status.WARN
     if problems:
         return Check("tensorrt", status, "; ".join(problems), REBUILD_COMMAND)
     return Check(
-        "tensorrt", Status.OK, f"{len(ALL_MODELS)} plans match TensorRT {trt.__version__} on {gpu_name}"
+        "tensorrt",
+        Status.OK,
+        f"{len(ALL_MODELS)} plans match TensorRT {target.tensorrt_version} on {target.gpu_name}",
     )
 
 

@@ -1,8 +1,9 @@
 """``build-engines``: TensorRT plans for every model, built on the device, with a progress bar.
 
 A plan only runs on the TensorRT version and GPU that built it, so plans are never shipped: they are built
-here, next to a sidecar ``engine.plans`` checks at load. Without TensorRT (every x86 CI machine) the command
-says so and exits non-zero *before* touching anything, so existing plans stay byte-identical.
+here (``engine.tensorrt_build``), next to a sidecar that ``engine.plans.verify_plan`` checks, both here (to
+skip what is up to date) and at load. Without TensorRT (every x86 CI machine) the command says so and exits
+non-zero *before* touching anything, so existing plans stay byte-identical.
 """
 
 from __future__ import annotations
@@ -15,8 +16,9 @@ from typing import TextIO
 
 from engine.errors import BackendUnavailable, EngineError, PlanMismatch
 from engine.models import ALL_MODELS, ModelSpec, verified_path
-from engine.plans import build_plan, check_sidecar, gpu_identity, plan_path_for, read_sidecar, sha256_file
+from engine.plans import plan_path_for, verify_plan
 from engine.runtime import tensorrt_available
+from engine.tensorrt_build import build_plan
 from provisioning import ProvisioningError
 
 __all__ = ["NO_TENSORRT_MESSAGE", "ProgressBar", "build_engines"]
@@ -31,7 +33,7 @@ _BAR_WIDTH = 30
 
 
 class ProgressBar:
-    """A one-line text bar for ``engine.plans.ProgressCallback`` (``progress(phase, step, total)``).
+    """A one-line text bar for ``engine.tensorrt_build.ProgressCallback`` (``progress(phase, step, total)``).
 
     On a terminal the line is redrawn in place; otherwise (a log, ``make provision | tee``) one line is
     printed per phase start and end, so the output stays readable.
@@ -72,21 +74,12 @@ class BuildResult:
     detail: str = ""
 
 
-def _up_to_date(spec: ModelSpec, onnx: Path, plan: Path) -> bool:
-    import tensorrt as trt  # noqa: PLC0415 - only reached when tensorrt_available()
-
+def _up_to_date(onnx: Path, plan: Path) -> bool:
+    """True when ``plan`` exists and its sidecar matches this TensorRT, GPU and ``onnx`` (no rebuild)."""
     if not plan.is_file():
         return False
     try:
-        sidecar = read_sidecar(plan)
-        gpu_name, capability = gpu_identity()
-        check_sidecar(
-            sidecar,
-            tensorrt_version=str(trt.__version__),
-            gpu_name=gpu_name,
-            compute_capability=capability,
-            onnx_sha256=sha256_file(onnx),
-        )
+        verify_plan(plan, onnx)
     except PlanMismatch:
         return False
     return True
@@ -116,7 +109,7 @@ def build_engines(
         try:
             onnx = verified_path(spec, models_dir)
             plan = plan_path_for(plans_dir, spec.name)
-            if not force and _up_to_date(spec, onnx, plan):
+            if not force and _up_to_date(onnx, plan):
                 print(f"{label} up to date ({plan.name})", file=out)
                 results.append(BuildResult(spec.name, "up-to-date"))
                 continue

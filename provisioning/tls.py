@@ -27,8 +27,8 @@ from cryptography.hazmat.primitives.asymmetric import ec, rsa
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
 from appliance.config import ConfigError, parse_config
+from engine.fileio import write_atomic
 from provisioning import ProvisioningError
-from provisioning.apply import write_file_atomic
 from provisioning.configfile import TLS_CA, TLS_CERT, TLS_KEY
 from provisioning.runner import Runner
 from provisioning.target import SERVICE_GROUP, SERVICE_USER, host_path
@@ -340,12 +340,13 @@ def install(root: Path, bundle: TlsBundle, runner: Runner) -> list[Path]:
     certificate replaces it, so ``doctor`` does not report a CA that no longer applies.
     """
     cert_path, key_path, ca_path = (host_path(root, p) for p in (TLS_CERT, TLS_KEY, TLS_CA))
-    # Key first and owner-only from the first byte (write_file_atomic sets the mode before the rename).
-    write_file_atomic(key_path, bundle.key_pem, 0o600)
-    write_file_atomic(cert_path, bundle.chain_pem, 0o644)
+    key_path.parent.mkdir(parents=True, exist_ok=True)  # all three live in TLS_DIR
+    # Key first and owner-only from the first byte (write_atomic sets the mode before writing).
+    write_atomic(key_path, bundle.key_pem, mode=0o600)
+    write_atomic(cert_path, bundle.chain_pem, mode=0o644)
     written = [key_path, cert_path]
     if bundle.ca_pem is not None:
-        write_file_atomic(ca_path, bundle.ca_pem, 0o644)
+        write_atomic(ca_path, bundle.ca_pem, mode=0o644)
         written.append(ca_path)
     elif ca_path.exists():
         ca_path.unlink()

@@ -25,12 +25,12 @@ from engine.onnx_backend import OnnxRuntimeBackend
 from engine.plans import (
     REBUILD_COMMAND,
     PlanSidecar,
-    build_plan,
     plan_path_for,
     read_sidecar,
     sidecar_path_for,
     write_sidecar,
 )
+from engine.tensorrt_build import build_plan
 
 pytestmark = pytest.mark.device
 

@@ -1,4 +1,4 @@
-"""Plan sidecars and their checks, atomic writes, and choosing a runtime: pure Python, no TensorRT needed."""
+"""Plan sidecars and their checks, the builder's pure parts, and choosing a runtime: no TensorRT needed."""
 
 from __future__ import annotations
 
@@ -19,7 +19,7 @@ import onnx
 import pytest
 from onnx import TensorProto, helper
 
-from engine import plans, runtime
+from engine import plans, runtime, tensorrt_build
 from engine.config import EngineConfig
 from engine.errors import BackendUnavailable, ModelError, PlanMismatch
 from engine.onnx_backend import OnnxRuntimeBackend
@@ -27,16 +27,17 @@ from engine.plans import (
     BUILDER_ID,
     REBUILD_COMMAND,
     PlanSidecar,
-    build_plan,
     check_sidecar,
     normalise_shape_range,
     plan_path_for,
     read_sidecar,
     sha256_file,
     sidecar_path_for,
+    verify_plan,
     write_plan_files,
     write_sidecar,
 )
+from engine.tensorrt_build import build_plan
 
 
 def make_tiny_model(path: Path) -> Path:
@@ -203,6 +204,57 @@ def test_every_difference_is_listed() -> None:
     assert message.count(REBUILD_COMMAND) == 1
 
 
+# ------------------------------------------------------------------------------------------- verify_plan
+
+ORIN = plans.PlanTarget(tensorrt_version="8.6.2", gpu_name="Orin", compute_capability="8.7")
+
+
+def _plan_for(tmp_path: Path, **changes: object) -> tuple[Path, Path]:
+    """A plan whose sidecar names the tiny model's real sha256 (plus ``changes``), and that model."""
+    onnx_path = make_tiny_model(tmp_path / "tiny.onnx")
+    plan = plan_path_for(tmp_path / "plans", "tiny")
+    changes.setdefault("onnx_sha256", sha256_file(onnx_path))
+    write_plan_files(plan, b"plan bytes", make_sidecar(**changes))
+    return plan, onnx_path
+
+
+def test_verify_plan_accepts_a_matching_plan_and_returns_its_sidecar(tmp_path: Path) -> None:
+    plan, onnx_path = _plan_for(tmp_path)
+    assert verify_plan(plan, onnx_path, ORIN) == read_sidecar(plan)
+
+
+def test_verify_plan_names_every_difference_and_the_rebuild_command(tmp_path: Path) -> None:
+    plan, onnx_path = _plan_for(tmp_path, onnx_sha256=SHA_B)
+    thor = plans.PlanTarget(tensorrt_version="10.3.0", gpu_name="Orin", compute_capability="8.7")
+    with pytest.raises(PlanMismatch) as info:
+        verify_plan(plan, onnx_path, thor)
+    message = str(info.value)
+    assert "plan built by TensorRT 8.6.2, runtime is 10.3.0" in message
+    assert "ONNX sha256 bbbbbbbbbbbb" in message and message.endswith(REBUILD_COMMAND)
+
+
+def test_verify_plan_reads_the_sidecar_before_asking_for_tensorrt(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # No sidecar means "not built" (PlanMismatch, which auto mode treats as "use ONNX Runtime"), even on a
+    # machine where TensorRT is missing; with a sidecar, the missing TensorRT is what is reported.
+    monkeypatch.setitem(sys.modules, "tensorrt", None)
+    plan, onnx_path = _plan_for(tmp_path)
+    sidecar_path_for(plan).unlink()
+    with pytest.raises(PlanMismatch, match="has no sidecar"):
+        verify_plan(plan, onnx_path)
+    plan, onnx_path = _plan_for(tmp_path)
+    with pytest.raises(BackendUnavailable, match="TensorRT is not installed"):
+        verify_plan(plan, onnx_path)
+
+
+def test_verify_plan_without_the_model_file_is_a_model_error(tmp_path: Path) -> None:
+    plan, onnx_path = _plan_for(tmp_path)
+    onnx_path.unlink()
+    with pytest.raises(ModelError, match="is missing"):
+        verify_plan(plan, onnx_path, ORIN)
+
+
 # -------------------------------------------------------------------------------------- file helpers
 
 
@@ -219,38 +271,16 @@ def test_sha256_of_missing_file_is_a_model_error(tmp_path: Path) -> None:
     assert str(tmp_path) not in str(info.value)
 
 
-def test_atomic_write_replaces_whole_file(tmp_path: Path) -> None:
-    path = tmp_path / "x.plan"
-    path.write_bytes(b"old")
-    plans.atomic_write_bytes(path, b"new contents")
-    assert path.read_bytes() == b"new contents"
-    assert stat.S_IMODE(path.stat().st_mode) == 0o644
-    assert sorted(p.name for p in tmp_path.iterdir()) == ["x.plan"]
-
-
-@pytest.mark.parametrize("failing", ["fsync", "replace"])
-def test_failed_write_leaves_old_file_and_no_partial(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, failing: str
-) -> None:
-    path = tmp_path / "x.plan"
-    path.write_bytes(b"old plan")
-
-    def boom(*args: object) -> None:
-        raise OSError(28, "No space left on device")
-
-    monkeypatch.setattr(os, failing, boom)
-    with pytest.raises(OSError, match="No space"):
-        plans.atomic_write_bytes(path, b"half a plan" * 1000)
-    monkeypatch.undo()
-    assert path.read_bytes() == b"old plan"
-    assert sorted(p.name for p in tmp_path.iterdir()) == ["x.plan"]  # no temp file left behind
-
-
-def test_failed_new_file_leaves_nothing(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(os, "replace", lambda *a: (_ for _ in ()).throw(OSError("disk gone")))
-    with pytest.raises(OSError, match="disk gone"):
-        plans.atomic_write_bytes(tmp_path / "new.plan", b"data")
-    assert list(tmp_path.iterdir()) == []
+def test_plan_and_sidecar_are_written_0644_with_no_temp_file_left(tmp_path: Path) -> None:
+    # Plans are not secret and the kiosk service user reads what root built (engine.fileio does the write;
+    # its own tests cover failures and the directory fsync).
+    plan = tmp_path / "x.plan"
+    plan.write_bytes(b"old")
+    write_plan_files(plan, b"new contents", make_sidecar())
+    assert plan.read_bytes() == b"new contents"
+    for path in (plan, sidecar_path_for(plan)):
+        assert stat.S_IMODE(path.stat().st_mode) == 0o644
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["x.plan", "x.plan.json"]
 
 
 def test_write_plan_files_never_pairs_a_plan_with_a_stale_sidecar(
@@ -322,19 +352,19 @@ def _fake_network(*inputs: tuple[str, tuple[int, ...]]) -> SimpleNamespace:
 def test_input_ranges_are_matched_to_the_network() -> None:
     net = _fake_network(("img", (-1, 3, -1, -1)), ("scale", (1,)))
     rng = normalise_shape_range("img", ((1, 3, 256, 256), (1, 3, 512, 512), (1, 3, 768, 768)))
-    resolved = plans._resolve_input_ranges(net, {"img": rng})
+    resolved = tensorrt_build._resolve_input_ranges(net, {"img": rng})
     assert resolved == {"img": rng, "scale": ((1,), (1,), (1,))}
     with pytest.raises(ValueError, match="dynamic shape"):
-        plans._resolve_input_ranges(net, {})
+        tensorrt_build._resolve_input_ranges(net, {})
     with pytest.raises(ValueError, match=r"shapes given for \['other'\]"):
-        plans._resolve_input_ranges(net, {"img": rng, "other": ((1,), (1,), (1,))})
+        tensorrt_build._resolve_input_ranges(net, {"img": rng, "other": ((1,), (1,), (1,))})
     with pytest.raises(ValueError, match="does not fit"):
-        plans._resolve_input_ranges(net, {"img": normalise_shape_range("img", (1, 4, 8, 8))})
+        tensorrt_build._resolve_input_ranges(net, {"img": normalise_shape_range("img", (1, 4, 8, 8))})
 
 
 def test_progress_adapter_reports_and_cancels_on_callback_error() -> None:
     seen: list[tuple[str, int, int]] = []
-    monitor = plans._Monitor(lambda phase, step, total: seen.append((phase, step, total)))
+    monitor = tensorrt_build._Monitor(lambda phase, step, total: seen.append((phase, step, total)))
     monitor.start("Building", 3)
     assert monitor.step("Building", 0) is True
     monitor.finish("Building")
@@ -343,7 +373,7 @@ def test_progress_adapter_reports_and_cancels_on_callback_error() -> None:
     def broken(phase: str, step: int, total: int) -> None:
         raise KeyError(phase)
 
-    failing = plans._Monitor(broken)
+    failing = tensorrt_build._Monitor(broken)
     failing.start("Tactics", 10)
     assert failing.step("Tactics", 0) is False  # asks TensorRT to cancel instead of raising in its thread
     assert isinstance(failing.failed, KeyError)
@@ -382,7 +412,7 @@ def test_trt_logger_and_gpu_identity_without_the_libraries(monkeypatch: pytest.M
 
 def test_importing_the_engine_runtime_loads_no_gpu_library() -> None:
     code = (
-        "import sys, engine.runtime, engine.plans, engine.onnx_backend; "
+        "import sys, engine.runtime, engine.plans, engine.tensorrt_build, engine.onnx_backend; "
         "engine.runtime.tensorrt_available(); "
         "bad = [m for m in ('tensorrt', 'pycuda') if m in sys.modules]; "
         "sys.exit(f'imported {bad}' if bad else 0)"

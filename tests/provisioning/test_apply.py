@@ -13,7 +13,7 @@ from provisioning_helpers import UID, seed_accounts
 
 from appliance.config import ConfigError, load_config
 from provisioning import ProvisioningError
-from provisioning.apply import apply, plan
+from provisioning.apply import _validate_installed_config, apply, plan
 from provisioning.cli import main
 from provisioning.runner import Runner
 from provisioning.target import detect_target, systemd_escape_path
@@ -220,3 +220,18 @@ def test_cli_plan_lists_changes_and_writes_nothing(staged_root: Path) -> None:
     assert "tmpfs noswap: no" in text and "create  /etc/systemd/system/headshot-kiosk.service" in text
     assert "then run: systemctl daemon-reload" in text
     assert _snapshot(staged_root) == before
+
+
+def test_an_installed_config_that_fails_check_config_stops_apply_with_every_problem(tmp_path: Path) -> None:
+    # resolve_config validates the source first, so this guards the installed copy (what the unit reads).
+    installed = tmp_path / "etc/headshot-kiosk/kiosk.toml"
+    installed.parent.mkdir(parents=True)
+    installed.write_text('[store]\nsize_mib = 1\n[camera]\nsource = "usb"\n', encoding="utf-8")
+    with pytest.raises(ProvisioningError) as info:
+        _validate_installed_config(tmp_path)
+    lines = str(info.value).splitlines()
+    assert lines[0] == "the installed kiosk.toml does not pass check-config; units were not enabled:"
+    assert lines[1] == f"invalid kiosk config {installed}:"
+    assert [line[:16] for line in lines[2:]] == ["  camera: Input ", "  store.size_mib"]
+    installed.write_text("", encoding="utf-8")
+    assert _validate_installed_config(tmp_path).startswith("config OK: ")

@@ -153,3 +153,20 @@ def test_json_report_on_this_machine_is_well_formed() -> None:
         assert check["status"] in ("OK", "WARN", "FAIL", "SKIP")
         if check["status"] in ("WARN", "FAIL"):
             assert check["fix"], check
+
+
+def test_invalid_config_lists_its_first_three_problems(staged_root: Path) -> None:
+    _provisioned(staged_root, GOOD_KERNEL)
+    installed = staged_root / "etc/headshot-kiosk/kiosk.toml"
+    installed.write_text(
+        '[store]\nsize_mib = 1\n[camera]\nsource = "usb"\n[session]\nidle = 1\n[delivery]\nport = 0\n',
+        encoding="utf-8",
+    )
+    got = _by_name(run_doctor(staged_root, Runner(execute=False)))
+    check = got["config"]
+    assert check.status is Status.FAIL
+    # Straight from ConfigError.problems, one per dotted key, the fourth elided.
+    assert check.detail.startswith("check-config: camera: Input tag 'usb'")
+    assert check.detail.count("; ") == 2 and check.detail.endswith(" ...")
+    assert "store.size_mib" in check.detail
+    assert check.fix.startswith("fix /etc/headshot-kiosk/kiosk.toml")
