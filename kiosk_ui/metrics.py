@@ -1,22 +1,18 @@
 """What the staff console shows and ``/metrics`` exports: counts, durations and states, never contents.
 
-Everything is read at request (or scrape) time from ``Kiosk.health()``, the audit trail's receipt outcomes,
-the pinned model checksums and ``/sys/class/thermal``. Nothing here can reach a pixel, a session id, a render
-id, a receipt code or a delivery token: ``health()`` carries none, and the audit trail is read for outcome
-and date only.
+Everything is read at request (or scrape) time from ``Kiosk.health()``, the audit trail's receipt outcomes
+(``appliance.audit_tail``), the runtime and model versions (``appliance.versions``) and
+``/sys/class/thermal``. Nothing here can reach a pixel, a session id, a render id, a receipt code or a
+delivery token: ``health()`` carries none, and the audit trail is read for outcome and date only.
 """
 
 from __future__ import annotations
 
-import json
 import logging
 import math
-import os
-from collections import Counter
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timezone
-from importlib import metadata
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -24,8 +20,8 @@ from prometheus_client import CollectorRegistry, generate_latest
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
 
-from engine.errors import ModelError
-from engine.models import read_checksums
+from appliance.audit_tail import receipt_outcomes_on
+from appliance.versions import model_versions, runtime_versions
 
 if TYPE_CHECKING:
     from appliance.audit import AuditLog
@@ -39,15 +35,11 @@ __all__ = [
     "metrics_text",
     "percentile",
     "read_temperatures",
-    "receipts_today",
 ]
 
 logger = logging.getLogger(__name__)
 
 THERMAL_ROOT = Path("/sys/class/thermal")
-# Reading the audit log backwards stops at the first receipt of an earlier day; this bounds the work when the
-# log is years long and today's part is short.
-_TAIL_CHUNK_BYTES = 64 * 1024
 # The counters of Kiosk.health() that /metrics exports, and the outcome label each session counter gets.
 _OUTCOME_COUNTERS = {
     "completed": "completed",
@@ -98,77 +90,13 @@ def read_temperatures(root: Path = THERMAL_ROOT) -> list[Temperature]:
     return found
 
 
-def receipts_today(audit: AuditLog, today: str) -> Counter[str]:
-    """Consent-receipt outcomes whose ``ended`` falls on ``today`` (``YYYY-MM-DD``, UTC), counted by outcome.
-
-    Reads the log from its end and stops at the first receipt of an earlier day (the log is in time order).
-    Only ``type``, ``ended`` and ``outcome`` are looked at. A line being appended right now may be cut short;
-    it is skipped and counted on the next view.
-    """
-    counts: Counter[str] = Counter()
-    try:
-        fd = os.open(audit.log_path, os.O_RDONLY | os.O_CLOEXEC | os.O_NOFOLLOW)
-    except OSError:
-        return counts
-    try:
-        for line in _lines_backwards(fd):
-            try:
-                record = json.loads(line)
-            except (UnicodeDecodeError, ValueError):
-                continue
-            if not isinstance(record, dict) or record.get("type") != "consent":
-                continue
-            ended = str(record.get("ended", ""))
-            if ended[:10] < today:
-                break
-            if ended.startswith(today):
-                counts[str(record.get("outcome"))] += 1
-    finally:
-        os.close(fd)
-    return counts
-
-
-def _lines_backwards(fd: int) -> Iterator[bytes]:
-    """The complete lines of the file behind ``fd``, last first."""
-    position = os.fstat(fd).st_size
-    rest = b""
-    while position > 0:
-        size = min(_TAIL_CHUNK_BYTES, position)
-        position -= size
-        chunk = os.pread(fd, size, position) + rest
-        lines = chunk.split(b"\n")
-        rest = lines[0]  # may continue in the previous chunk
-        yield from (line for line in reversed(lines[1:]) if line)
-    if rest:
-        yield rest
-
-
-def _runtime_versions() -> dict[str, str]:
-    """Installed inference runtimes and their versions (what ``backend = "auto"`` can pick from)."""
-    versions = {}
-    for package in ("onnxruntime", "onnxruntime-gpu", "tensorrt"):
-        try:
-            versions[package] = metadata.version(package)
-        except metadata.PackageNotFoundError:
-            continue
-    return versions
-
-
-def _model_versions(models_dir: Path) -> dict[str, str]:
-    """Model file -> first 12 hex digits of its pinned sha256 (models/SHA256SUMS): the model's version."""
-    try:
-        return {name: digest[:12] for name, digest in read_checksums(models_dir).items()}
-    except ModelError:
-        return {}
-
-
 def dashboard(
     kiosk: Kiosk, audit: AuditLog, *, now: float, thermal_root: Path = THERMAL_ROOT
 ) -> dict[str, Any]:
     """Everything the dashboard shows, JSON-ready. ``now`` is epoch seconds (for "today", UTC)."""
     health = kiosk.health()
     today = datetime.fromtimestamp(now, tz=timezone.utc).strftime("%Y-%m-%d")
-    outcomes = receipts_today(audit, today)
+    outcomes = receipt_outcomes_on(audit, today)
     render_ms = [float(v) for v in health["render_ms"]]
     wipe_ms = [float(v) for v in health["wipe_ms"]]
     return {
@@ -179,8 +107,8 @@ def dashboard(
         "engine": {
             "backend": kiosk.cfg.engine.backend,
             "in_use": health["worker"]["engine_backend"],
-            "runtimes": _runtime_versions(),
-            "models": _model_versions(kiosk.cfg.engine.models_dir),
+            "runtimes": runtime_versions(),
+            "models": model_versions(kiosk.cfg.engine.models_dir),
         },
         "render_ms": {
             "p50": percentile(render_ms, 50),

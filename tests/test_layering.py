@@ -11,7 +11,9 @@ REPO = Path(__file__).resolve().parent.parent
 ALLOWED = {
     "engine": set(),
     "appliance": {"engine"},
-    "kiosk_ui": {"appliance", "engine"},
+    # The UI talks to the appliance facade only (issue 12): model versions, runtimes and the audit trail
+    # reach the staff console through appliance modules, never by importing engine.
+    "kiosk_ui": {"appliance"},
     "provisioning": {"appliance", "engine"},
 }
 
@@ -35,6 +37,13 @@ def test_imports_point_down_only(package: str) -> None:
         for target in sorted(_our_imports(f) - {package} - ALLOWED[package])
     ]
     assert not wrong, "imports pointing the wrong way:\n" + "\n".join(wrong)
+
+
+def test_kiosk_ui_imports_nothing_from_engine() -> None:
+    # Spelled out beside the table: widening ALLOWED["kiosk_ui"] again must fail here too.
+    files = sorted((REPO / "kiosk_ui").rglob("*.py"))
+    offenders = [str(f.relative_to(REPO)) for f in files if "engine" in _our_imports(f)]
+    assert not offenders, f"kiosk_ui must reach engine through appliance only: {offenders}"
 
 
 def test_relative_imports_stay_inside_their_package() -> None:

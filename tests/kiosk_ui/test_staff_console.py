@@ -16,14 +16,14 @@ import pytest
 from flask.testing import FlaskClient
 from prometheus_client.parser import text_string_to_metric_families
 
-from appliance.audit import AuditLog, receipt_recorder
+from appliance.audit import AuditLog, receipt_id, receipt_recorder
 from appliance.compliance import policy_hash, render_documents
 from appliance.config import KioskConfig
 from appliance.kiosk import Kiosk
 from appliance.staff import Role
 from engine.runtime import tensorrt_available
 from kiosk_ui import create_app
-from kiosk_ui.metrics import percentile, read_temperatures
+from kiosk_ui.metrics import dashboard, percentile, read_temperatures
 from kiosk_ui.serve import ephemeral_certificate, listeners, staff_listener
 from kiosk_ui.staff import COOKIE, TLS_COOKIE
 from tests.kiosk_ui.conftest import kiosk_config
@@ -210,6 +210,32 @@ def test_dashboard_shows_health_counts_and_versions(staff: Staff, kiosk: Kiosk, 
     declined = re.search(r"<th>Declined</th><td>(\d+)</td><td>(\d+)</td>", page)
     assert declined and int(declined.group(1)) >= 1 and int(declined.group(2)) >= 1
     assert re.search(r'id="render">(\d+ ms|n/a) / (\d+ ms|n/a)', page)
+
+
+def test_todays_counts_come_from_the_end_of_a_long_audit_trail(kiosk: Kiosk, tmp_path: Path) -> None:
+    # The dashboard reads the trail backwards in 64 KiB chunks (appliance.audit_tail) and stops at the first
+    # receipt of an earlier day: today's receipts span a chunk boundary (a line cut there must still count
+    # once), yesterday's are not counted.
+    audit = AuditLog(tmp_path / "audit")
+    now = 1_750_000_000.0  # 2025-06-15 15:06 UTC
+    yesterday = now - 86_400
+
+    def receipt(outcome: str, at: float) -> None:
+        audit.append_consent(
+            receipt=receipt_id(), policy="0" * 64, choices=None, outcome=outcome, started=at, ended=at
+        )
+
+    for outcome in ("delivered", "declined") * 5:
+        receipt(outcome, yesterday)
+    for outcome in ("delivered", "declined") * 150:
+        receipt(outcome, now)
+    audit.append_staff("alice", "login", at=now)  # staff lines in between are skipped, not a stop
+    receipt("error", now)
+    assert audit.log_path.stat().st_size > 64 * 1024
+    today = dashboard(kiosk, audit, now=now)["today"]
+    assert today["date"] == "2025-06-15"
+    assert (today["visits"], today["completed"], today["declined"], today["errors"]) == (301, 150, 150, 1)
+    assert dashboard(kiosk, AuditLog(tmp_path / "none"), now=now)["today"]["visits"] == 0
 
 
 def test_dashboard_shows_temperatures_where_the_platform_has_them(kiosk: Kiosk, tmp_path: Path) -> None:
@@ -442,6 +468,20 @@ def test_audit_export_needs_a_fresh_code_and_is_recorded(staff: Staff) -> None:
     assert lines and all(line["type"] in ("consent", "staff") for line in lines)
     assert staff.actions()[-1] == "alice:audit.export"
     assert "Chain intact" in alice.get("/staff/admin/audit").get_data(as_text=True)
+
+
+def test_foreign_origin_refusal_is_the_console_error_page_with_its_code(staff: Staff, kiosk: Kiosk) -> None:
+    # The origin check runs before any view (kiosk_ui.security) and hands the console a code, a sentence and a
+    # status; staff see the console's own error page with all three, like every other refusal here.
+    olga = signed_in(staff, "olga")
+    response = olga.post("/staff/kiosk/pause", headers={"Origin": "https://evil.example"})
+    assert response.status_code == 403 and kiosk.state()["paused"] is False
+    assert response.mimetype == "text/html"
+    page = response.get_data(as_text=True)
+    assert "Requests from other sites are not accepted." in page
+    assert "foreign_origin" in page
+    assert response.headers["Cache-Control"] == "no-store"
+    assert "frame-ancestors 'none'" in response.headers["Content-Security-Policy"]
 
 
 def test_compliance_documents_render_from_the_running_config(staff: Staff, kiosk: Kiosk) -> None:
