@@ -14,6 +14,7 @@ and keeps nothing of what came back.
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import re
 import secrets
@@ -21,7 +22,7 @@ import threading
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from typing import Any, NoReturn
+from typing import Any, NoReturn, TypeVar
 
 from appliance.config import KioskConfig
 from appliance.delivery import DeliveryStore, DeliveryTicket
@@ -30,9 +31,11 @@ from appliance.lifecycle import Phase, WipeReason, advance, timeout_for, timeout
 from appliance.retention import delivery_window_seconds
 from appliance.store import Backing, SessionStore, new_session_id
 from appliance.systemd import Notifier
-from appliance.workerproc import WorkerDied, WorkerProcess, WorkerRequestError
+from appliance.workerclient import SparePool, WorkerClient, WorkerDied, WorkerRequestError
+from appliance.workerproc import WorkerProcess
 
 logger = logging.getLogger(__name__)
+T = TypeVar("T")
 
 DELIVERIES_DIR = "deliveries"
 _SESSION_DIR = re.compile(r"^[0-9a-f]{16,64}$")
@@ -40,53 +43,55 @@ RECEIPT_ALPHABET = "0123456789ABCDEFGHJKMNPQRSTVWXYZ"  # Crockford base32: no I,
 
 
 class KioskError(Exception):
-    """A guest or staff request that cannot be served now. ``code`` is stable; ``status`` is the HTTP
-    status the UI should answer with; the message is a sentence for people."""
+    """A guest or staff request that cannot be served now. ``code`` is stable; the message is a sentence
+    for people. How HTTP says it is the UI's business (``kiosk_ui.errors``), not the appliance's."""
 
     code = "kiosk_error"
-    status = 400
 
-    def __init__(self, message: str, *, code: str | None = None, status: int | None = None) -> None:
+    def __init__(self, message: str, *, code: str | None = None) -> None:
         super().__init__(message)
         if code is not None:
             self.code = code
-        if status is not None:
-            self.status = status
 
 
 class SessionActive(KioskError):
     code = "session_active"
-    status = 409
 
 
 class NotAllowed(KioskError):
     code = "not_allowed"
-    status = 409
 
 
 class ConsentRequired(KioskError):
     code = "consent_required"
-    status = 403
 
 
 class NoSession(KioskError):
     code = "no_session"
-    status = 404
 
 
 class RetakeLimit(KioskError):
     code = "retake_limit"
-    status = 409
 
 
 class KioskPaused(KioskError):
     code = "paused"
-    status = 503
 
 
 class WorkerFailed(KioskError):
     code = "worker_failed"
-    status = 503
+
+
+class NotFound(KioskError):
+    """A photo id that is not part of this visit (``unknown_take``, ``unknown_render``)."""
+
+    code = "not_found"
+
+
+class WorkerRefused(KioskError):
+    """The session worker refused a request; ``code`` is the worker's (``no_face``, ``camera``, ...)."""
+
+    code = "worker_refused"
 
 
 class VisitEnded(KioskError):
@@ -94,21 +99,18 @@ class VisitEnded(KioskError):
     the request was making was discarded."""
 
     code = "visit_ended"
-    status = 409
 
 
 class Busy(KioskError):
     """Another step of the same visit (consent, capture, delivery) is still under way."""
 
     code = "busy"
-    status = 409
 
 
 class BadChoices(KioskError):
     """Consent choices that the event does not offer, or answers that are not yes/no."""
 
     code = "bad_choices"
-    status = 400
 
 
 # How long a wipe waits for a worker to finish a short request (a preview frame, the inventory) and take
@@ -130,7 +132,7 @@ class _Session:
     phase: Phase = Phase.CONSENT
     # None until consent: the event offered no choices (recorded as such), else every offered id -> answer.
     choices: dict[str, bool] | None = None
-    worker: WorkerProcess | None = None
+    worker: WorkerClient | None = None
     takes: list[str] = field(default_factory=list)
     renders: dict[str, dict[str, Any]] = field(default_factory=dict)
     delivery: DeliveryTicket | None = None
@@ -203,14 +205,10 @@ class Kiosk:
         self.deliveries: DeliveryStore | None = None
         self._lock = threading.RLock()
         self._session: _Session | None = None
-        self._spare: WorkerProcess | None = None
-        self._spare_ready = threading.Event()
-        self._spare_error: str | None = None
+        self.spares = SparePool(self._start_worker, on_ready=self._worker_ready)
         # The inference runtime the last worker actually loaded: with backend = "auto" the config alone does
         # not say whether a unit runs TensorRT or fell back to ONNX Runtime.
         self._engine_backend: str | None = None
-        self._spawning = False
-        self._spawner: threading.Thread | None = None
         self._paused = False
         self._last_receipt: Receipt | None = None
         self._last_receipt_recorded = False
@@ -232,48 +230,26 @@ class Kiosk:
             window_seconds=self.cfg.delivery.window_minutes * 60,
             clock=self.wall,
         )
-        self._spawn_spare()
+        self.spares.spawn()
         if wait_for_worker:
             self.wait_for_spare()
 
     def wait_for_spare(self, timeout: float = 180.0) -> None:
-        if not self._spare_ready.wait(timeout):
-            raise WorkerFailed("the photo engine did not start in time")
-        if self._spare_error is not None:
-            raise WorkerFailed(f"the photo engine could not start: {self._spare_error}")
-
-    def _spawn_spare(self) -> None:
-        with self._lock:
-            if self._spare is not None or self._spawning or self._closed:
-                return
-            self._spawning = True
-            self._spare_ready.clear()
-            self._spare_error = None
-        self._spawner = threading.Thread(target=self._spawn_spare_blocking, name="spare-worker", daemon=True)
-        self._spawner.start()
-
-    def _spawn_spare_blocking(self) -> None:
-        worker: WorkerProcess | None = None
+        """Block until the warm worker is loaded; ``WorkerFailed`` if it cannot start."""
         try:
-            worker = WorkerProcess(self.cfg, str(self.store.path), log_level=self.log_level)
-            info = worker.wait_ready()
-            logger.info("warm worker %d ready (backend %s)", worker.pid, info.get("backend"))
-        except (WorkerDied, OSError) as exc:
-            logger.error("worker failed to start: %s", exc)
-            with self._lock:
-                self._spare_error = str(exc)
-                self._spawning = False
-            self._spare_ready.set()
-            return
+            error = self.spares.wait(timeout)
+        except TimeoutError:
+            raise WorkerFailed("the photo engine did not start in time") from None
+        if error is not None:
+            raise WorkerFailed(f"the photo engine could not start: {error}")
+
+    def _start_worker(self) -> WorkerProcess:
+        return WorkerProcess(self.cfg, str(self.store.path), log_level=self.log_level)
+
+    def _worker_ready(self, info: dict[str, Any]) -> None:
+        backend = info.get("backend")
         with self._lock:
-            self._spawning = False
-            backend = info.get("backend")
             self._engine_backend = str(backend) if backend is not None else None
-            if self._closed:
-                worker.kill()
-            else:
-                self._spare = worker
-        self._spare_ready.set()
 
     def close(self) -> None:
         """Wipe any session, stop every worker, unmount the store. Idempotent."""
@@ -284,12 +260,7 @@ class Kiosk:
             if self._session is not None:
                 self._wipe(WipeReason.SHUTDOWN)
             self._closed = True
-            spare, self._spare = self._spare, None
-            spawner = self._spawner
-        if spare is not None:
-            spare.kill()
-        if spawner is not None:
-            spawner.join(timeout=180)  # a spare still loading is killed by its thread once it is ready
+        self.spares.close()  # a spare still loading is killed by its thread once it is ready
         self.store.close()
 
     # -- guest operations -----------------------------------------------------------------------------------
@@ -324,7 +295,7 @@ class Kiosk:
         # Waiting for the warm worker happens only if a guest arrives within seconds of the previous wipe;
         # it happens without the lock, so Delete now, a staff abort or the idle wipe can end this visit now.
         try:
-            worker = self._claim_spare()
+            process = self._claim_spare()
         except KioskError:
             with self._lock:
                 if self._session is s:
@@ -335,16 +306,17 @@ class Kiosk:
             if self._session is not s:
                 # The visit was wiped meanwhile: this worker has begun nothing and opened no camera, so it
                 # goes back to being the spare; it is never attached to a visit that no longer exists.
-                self._return_spare(worker)
+                self.spares.give_back(process)
                 raise VisitEnded("the visit ended before the camera opened")
-            s.worker = worker
+            s.worker = WorkerClient(process)
         # An offered choice replaces the engine's default for this visit only; not offered, the default holds.
         smoothing = None if answers is None else answers.get("skin_smoothing")
         try:
+            capacity = self._vault_capacity()
             self._worker_call(
-                s, "begin", session_id=s.id, capacity_bytes=self._vault_capacity(), skin_smoothing=smoothing
+                s, lambda w: w.begin(session_id=s.id, capacity_bytes=capacity, skin_smoothing=smoothing)
             )
-            self._worker_call(s, "open_camera")
+            self._worker_call(s, lambda w: w.open_camera())
         except WorkerFailed:
             raise  # the visit was wiped already
         except KioskError as exc:
@@ -359,21 +331,12 @@ class Kiosk:
 
     def _claim_spare(self) -> WorkerProcess:
         """Take the warm worker, waiting for one to load if needed. Called without the lock."""
-        self._spawn_spare()
+        self.spares.spawn()
         self.wait_for_spare()
-        with self._lock:
-            if self._spare is None:
-                raise WorkerFailed("the photo engine is not available")
-            worker, self._spare = self._spare, None
-            return worker
-
-    def _return_spare(self, worker: WorkerProcess) -> None:
-        """Put back a claimed worker that never began a session (it holds nothing of anyone)."""
-        if self._spare is None and not self._closed and not worker.exited():
-            self._spare = worker
-            self._spare_ready.set()
-        else:
-            worker.kill()
+        worker = self.spares.claim()
+        if worker is None:
+            raise WorkerFailed("the photo engine is not available")
+        return worker
 
     def preview_frame(self, *, background: str | None = None, mirror: bool = False) -> dict[str, Any]:
         """One live-preview JPEG with pose guidance: ``{"jpeg", "hints", "face", "size"}``. The bytes are
@@ -387,10 +350,15 @@ class Kiosk:
                 raise NotAllowed("the live preview is not showing now")
             if background is not None:
                 self._check_background(background)
-        frame = dict(self._worker_call(s, "frame", background=background, mirror=mirror))
+        frame = self._worker_call(s, lambda w: w.frame(background=background, mirror=mirror))
         with self._lock:
             self._still(s)  # a frame of a visit wiped meanwhile is not shown to anybody
-        return frame
+        return {
+            "jpeg": frame.jpeg,
+            "hints": list(frame.hints),
+            "face": frame.face and list(frame.face),
+            "size": list(frame.size),
+        }
 
     def touch(self) -> None:
         """The guest did something (the UI pings on every tap); resets the idle timer."""
@@ -417,7 +385,8 @@ class Kiosk:
             s.phase = advance(s.phase, Phase.CAPTURE)
             s.busy = "capture"
         try:
-            taken = self._worker_call(s, "capture", burst=self.cfg.session.capture_burst_frames)
+            burst = self.cfg.session.capture_burst_frames
+            taken = self._worker_call(s, lambda w: w.capture(burst=burst))
         except KioskError as exc:
             with self._lock:
                 if self._session is s:
@@ -427,7 +396,7 @@ class Kiosk:
             raise
         with self._lock:
             self._still(s)
-            take = str(taken["take"])
+            take = taken.take
             s.takes.append(take)
             s.phase = advance(s.phase, Phase.PROCESSING)
             s.last_activity = self.clock()  # the processing timeout counts from here
@@ -459,7 +428,7 @@ class Kiosk:
         with self._lock:
             s = self._need(Phase.REVIEW)
             if take not in s.takes:
-                raise KioskError("that photo is not part of this visit", code="unknown_take", status=404)
+                raise NotFound("that photo is not part of this visit", code="unknown_take")
             self._check_background(background)
             if preset not in self.cfg.event.presets:
                 raise KioskError(
@@ -474,13 +443,13 @@ class Kiosk:
             for rid, meta in s.renders.items():  # same choice again: reuse, don't grow what we hold
                 if (meta["take"], meta["background"], meta["preset"]) == (take, background, preset):
                     return {"render": rid, **meta}
-        result = self._worker_call(s, "render", take_id=take, background=background, preset=preset)
+        result = self._worker_call(s, lambda w: w.render(take_id=take, background=background, preset=preset))
         with self._lock:
             self._still(s)
-            rid = str(result["render"])
-            meta = {"take": take, "background": background, "preset": preset, "bytes": int(result["bytes"])}
+            rid = result.render
+            meta = {"take": take, "background": background, "preset": preset, "bytes": result.bytes}
             s.renders[rid] = meta
-            self.counters.render_ms.append(float(result["ms"]))
+            self.counters.render_ms.append(result.ms)
             del self.counters.render_ms[:-500]
             return {"render": rid, **meta}
 
@@ -489,8 +458,8 @@ class Kiosk:
         with self._lock:
             s = self._need(Phase.REVIEW, Phase.DELIVERY)
             if render_id not in s.renders:
-                raise KioskError("that photo is not available", code="unknown_render", status=404)
-        jpeg = bytes(self._worker_call(s, "image", object_id=render_id))
+                raise NotFound("that photo is not available", code="unknown_render")
+        jpeg = self._worker_call(s, lambda w: w.image(render_id))
         with self._lock:
             self._still(s)  # never hand out a headshot of a visit that was deleted meanwhile
         return jpeg
@@ -503,13 +472,13 @@ class Kiosk:
             s = self._need(Phase.REVIEW)
             self._not_busy(s)
             if render_id not in s.renders:
-                raise KioskError("that photo is not available", code="unknown_render", status=404)
+                raise NotFound("that photo is not available", code="unknown_render")
             deliveries = self.deliveries
             if deliveries is None:
                 raise WorkerFailed("the kiosk is not started")
             s.busy = "deliver"
         try:
-            jpeg = bytes(self._worker_call(s, "image", object_id=render_id))
+            jpeg = self._worker_call(s, lambda w: w.image(render_id))
             ticket = deliveries.create(jpeg)
             del jpeg
         finally:
@@ -626,11 +595,11 @@ class Kiosk:
     def _held(self, s: _Session) -> list[dict[str, Any]]:
         if s.worker is not None:
             try:
-                fresh, items = s.worker.call_if_idle("inventory")
+                items = s.worker.inventory_if_idle()
             except (WorkerDied, WorkerRequestError):
-                fresh, items = False, None
-            if fresh:
-                s.held = list(items)
+                items = None
+            if items is not None:
+                s.held = [dataclasses.asdict(item) for item in items]
         # What the kiosk enforces, not only the vault's backstop stamp: the visit (and with it every capture
         # and headshot) is wiped when this phase's idle timeout runs out, unless the guest touches the screen.
         timeout = timeout_for(s.phase, self.cfg.session)
@@ -673,14 +642,12 @@ class Kiosk:
                     if timeout is not None and self.clock() - s.last_activity > timeout:
                         logger.info("session %s timed out in %s", s.id, s.phase.value)
                         self._wipe(timeout_reason(s.phase))
-            if self._spare is not None and self._spare.exited():
-                logger.error("warm worker died; starting another")
-                self._spare = None
+            self.spares.check()
             if self.deliveries is not None:
                 self.deliveries.purge_expired()
-            healthy = self._spare is not None or self._spawning or self._session is not None
+            healthy = self.spares.ready or self.spares.spawning or self._session is not None
         if self._session is None:
-            self._spawn_spare()
+            self.spares.spawn()
         self.notifier.status(self.status_line())
         if healthy:
             self.notifier.watchdog()
@@ -744,11 +711,11 @@ class Kiosk:
             camera: dict[str, Any] = {"state": "closed"}
             if s is not None and s.worker is not None and not s.worker.exited():
                 try:
-                    fresh, answer = s.worker.call_if_idle("camera_state")
+                    state = s.worker.camera_state_if_idle()
+                    if state is not None:
+                        s.camera = state.as_json()
                 except (WorkerDied, WorkerRequestError):
-                    fresh, answer = True, {"state": "unknown"}
-                if fresh:
-                    s.camera = dict(answer)
+                    s.camera = {"state": "unknown"}
                 camera = dict(s.camera)  # as last read while the worker is capturing or rendering
             usage = self.store.usage()
             return {
@@ -756,9 +723,9 @@ class Kiosk:
                 "paused": self._paused,
                 "camera": camera,
                 "worker": {
-                    "spare_ready": self._spare is not None,
+                    "spare_ready": self.spares.ready,
                     "session_worker": s is not None and s.worker is not None and not s.worker.exited(),
-                    "spare_error": self._spare_error,
+                    "spare_error": self.spares.error,
                     "engine_backend": self._engine_backend,
                 },
                 "counters": {k: v for k, v in vars(self.counters).items() if not isinstance(v, list)},
@@ -818,18 +785,18 @@ class Kiosk:
             return None
         return {key: answers.get(key, False) is True for key in offered}
 
-    def _worker_call(self, s: _Session, op: str, **args: Any) -> Any:
-        """One request to ``s``'s worker, made WITHOUT the facade lock (the worker serialises requests).
-        The worker's refusals become ``KioskError``s here, in one place; a worker that died or was ended
-        by a wipe becomes ``VisitEnded`` if the visit is gone, else a failure that wipes the visit."""
+    def _worker_call(self, s: _Session, request: Callable[[WorkerClient], T]) -> T:
+        """One request to ``s``'s worker (``request(client)``), made WITHOUT the facade lock (the worker
+        serialises requests). The worker's refusals become ``KioskError``s here, in one place; a worker that
+        died or was ended by a wipe becomes ``VisitEnded`` if the visit is gone, else a failure that wipes
+        the visit."""
         worker = s.worker
         if worker is None:
             raise NotAllowed("the camera is not on yet")
         try:
-            return worker.call(op, **args)
+            return request(worker)
         except WorkerRequestError as exc:
-            status = 422 if exc.code == "no_face" else 503 if exc.code == "camera" else 409
-            raise KioskError(str(exc), code=exc.code, status=status) from None
+            raise WorkerRefused(str(exc), code=exc.code) from None
         except WorkerDied as exc:
             with self._lock:
                 self._still(s)

@@ -264,7 +264,17 @@ class SessionWorker:
         }
 
     def shutdown(self) -> int:
-        """WIPE: close the camera, drop cached pixels, unlink every object and destroy the key."""
+        """WIPE: close the camera, drop cached pixels, unlink every object and destroy the key; then release
+        the engine."""
+        try:
+            return self.wipe_session()
+        finally:
+            self.preview.close()
+            self.engine.close()
+
+    def wipe_session(self) -> int:
+        """The part of WIPE that matters to the guest: camera closed, cached pixels dropped, every object
+        unlinked, the key destroyed. Returns the number of files removed."""
         removed = 0
         try:
             if self.camera is not None:
@@ -277,8 +287,6 @@ class SessionWorker:
             # Whatever failed above (a camera that hangs up badly), the files and the key go.
             if self.vault is not None:
                 removed = self.vault.wipe()
-            self.preview.close()
-            self.engine.close()
         return removed
 
     # -- helpers --------------------------------------------------------------------------------------------
@@ -304,8 +312,11 @@ def serve(conn: Connection, worker: SessionWorker) -> int:
         return _serve(conn, worker)
     except Cancelled:
         logger.info("visit cancelled by the main process; wiping")
-        worker.shutdown()
-        return 0
+        worker.wipe_session()
+        # The main process waits for this exit before it reports the visit deleted: skip releasing the
+        # models and the interpreter's teardown (hundreds of ms); the kernel reclaims all of it anyway.
+        logging.shutdown()
+        os._exit(0)
 
 
 def _serve(conn: Connection, worker: SessionWorker) -> int:

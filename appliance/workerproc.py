@@ -26,6 +26,9 @@ WIPE_TIMEOUT_SECONDS = 5.0
 # making, wipe its vault and exit by itself, before SIGKILL. The worker's handler runs as soon as the
 # interpreter is back from the C call in progress (an ONNX Runtime run: ~0.1-0.6 s on the CPU).
 CANCEL_GRACE_SECONDS = 0.8
+# Requests that take long enough (a burst, a model run, a camera opening) that a wipe cancels them at once
+# rather than waiting to see whether they finish.
+_CANCEL_AT_ONCE = frozenset({"capture", "render", "open_camera"})
 
 
 class WorkerDied(Exception):
@@ -80,6 +83,7 @@ class WorkerProcess:
         self.started = time.monotonic()
         self._call_lock = threading.Lock()
         self._ended = False  # set by end()/kill(): no request is sent any more
+        self._in_flight: str | None = None  # the operation on the wire, for end()
 
     def wait_ready(self, timeout: float = READY_TIMEOUT_SECONDS) -> dict[str, Any]:
         """Block until the worker has loaded the engine. Raises ``WorkerDied`` on failure."""
@@ -89,6 +93,11 @@ class WorkerProcess:
             raise WorkerDied(f"worker could not start: {reply[2] if len(reply) > 2 else reply}")
         self.info = dict(reply[1])
         return self.info
+
+    @property
+    def busy(self) -> bool:
+        """A request is on the wire right now (a capture, a render, a frame...)."""
+        return self._call_lock.locked()
 
     def call(self, op: str, timeout: float = REQUEST_TIMEOUT_SECONDS, **args: Any) -> Any:
         """Send one request and return its result; waits while another thread's request is on the wire.
@@ -114,11 +123,15 @@ class WorkerProcess:
     def _call_locked(self, op: str, timeout: float, args: dict[str, Any]) -> Any:
         if self._ended:
             raise WorkerDied("the worker has been ended")
+        self._in_flight = op
         try:
-            self._conn.send((op, args))
-        except (OSError, EOFError) as exc:
-            raise WorkerDied(f"worker connection lost ({exc.__class__.__name__})") from exc
-        reply = self._recv(timeout)
+            try:
+                self._conn.send((op, args))
+            except (OSError, EOFError) as exc:
+                raise WorkerDied(f"worker connection lost ({exc.__class__.__name__})") from exc
+            reply = self._recv(timeout)
+        finally:
+            self._in_flight = None
         if reply[0] == "ok":
             return reply[1]
         raise WorkerRequestError(str(reply[1]), str(reply[2]))
@@ -158,12 +171,14 @@ class WorkerProcess:
         """WIPE this worker whatever it is doing; returns True if it wiped itself on request, False if it
         was busy and had to be cancelled. Never raises.
 
-        An idle worker (or one that finishes its request within ``wait_idle`` seconds, e.g. a preview
-        frame) gets the ordinary ``wipe`` request. A busy one (a capture burst, a render) gets SIGTERM: its
-        handler abandons the request before anything more is stored, wipes the vault and exits; SIGKILL
-        follows after ``CANCEL_GRACE_SECONDS``. Either way the process is gone when this returns, so the
-        caller's backstop (removing the session's directory) cannot race a late write."""
-        if self._call_lock.acquire(timeout=wait_idle):
+        An idle worker (or one that finishes a short request within ``wait_idle`` seconds, e.g. a preview
+        frame) gets the ordinary ``wipe`` request. A busy one (a capture burst, a render, a camera opening:
+        those are not waited for) gets SIGTERM: its handler abandons the request before anything more is
+        stored, wipes the vault and exits; SIGKILL follows after ``CANCEL_GRACE_SECONDS``. Either way the
+        process is gone when this returns, so the caller's backstop (removing the session's directory)
+        cannot race a late write."""
+        wait = 0.0 if self._in_flight in _CANCEL_AT_ONCE else wait_idle
+        if self._call_lock.acquire(timeout=wait):
             try:
                 self._wipe_locked()
                 return True

@@ -17,6 +17,7 @@ from flask_babel import get_locale
 
 from appliance.kiosk import Kiosk, KioskError
 from kiosk_ui import qr, security
+from kiosk_ui.errors import http_status
 from kiosk_ui.i18n import LANGUAGE_NAMES
 from kiosk_ui.strings import client_strings, consent_summary
 
@@ -76,7 +77,7 @@ def _guidance() -> Guidance:
 
 @bp.errorhandler(KioskError)
 def _kiosk_error(exc: KioskError) -> Response:
-    return security.error_json(exc.code, str(exc), exc.status)
+    return security.error_json(exc.code, str(exc), http_status(exc))
 
 
 @bp.errorhandler(ApiError)

@@ -239,6 +239,8 @@
 
   /** ``result``: the server's answer, or null if the visit was already gone (nothing to show a code for). */
   function showDone(result, linkPending) {
+    $("deleting").hidden = true;
+    $("deleted").hidden = false; // only now: the server has wiped (or had nothing left to wipe)
     const receipt = result && result.receipt;
     $("receipt").textContent = receipt || "";
     $("receipt-line").hidden = !receipt;
@@ -246,20 +248,26 @@
     $("done-link-note").hidden = !(linkPending && result);
   }
 
-  /** Delete now, Withdraw and "I'm done": end the visit here at once, then tell the server. */
+  /** Delete now, Withdraw and "I'm done": end the visit on this page at once (nothing of it stays on the
+      screen, "Deleting your photos..." shows), then tell the server; "deleted" and the receipt code show
+      when it confirms. */
   async function finish(path, linkPending) {
     if (over) return;
     endVisit();
     $("receipt-line").hidden = true;
     $("receipt-unrecorded").hidden = true;
     $("done-link-note").hidden = true;
+    $("deleting").hidden = false;
+    $("deleted").hidden = true;
     show("done");
     let result = null;
-    for (let attempt = 0; attempt < 3 && result === null; attempt += 1) {
+    for (;;) {
       try {
         result = await api("POST", path);
+        break;
       } catch (err) {
-        if (err.status === 404 || err.status === 409) break; // nothing left to delete (already wiped)
+        if (err.status === 404) break; // nothing left to delete: the visit was wiped already
+        if (err.status === 409 && path !== "/api/session/delete") { path = "/api/session/delete"; linkPending = false; continue; }
         await new Promise((resolve) => setTimeout(resolve, 500)); // the server is busy: ask again
       }
     }

@@ -147,6 +147,8 @@ def test_full_visit_and_phone_download(served: tuple[Kiosk, str]) -> None:
 
             page.click("#finish")
             wait_visible(page, "done")
+            # The code shows once the server has confirmed the wipe.
+            page.wait_for_selector("#receipt-line", state="visible", timeout=TIMEOUT_MS)
             receipt = page.inner_text("#receipt")
             assert len(receipt) == 8
             assert "deleted" in page.inner_text("#screen-done")

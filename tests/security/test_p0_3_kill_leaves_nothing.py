@@ -138,7 +138,7 @@ def test_main_process_gone_mid_render_the_worker_wipes_when_its_reply_bounces(tm
         take = kiosk.capture()["take"]
         s = kiosk._session
         assert s is not None and s.worker is not None
-        worker, session_dir = s.worker, kiosk.store.path / s.id
+        worker, session_dir = s.worker.process, kiosk.store.path / s.id
         assert files_under(session_dir)
         # A preset not rendered yet: the worker is busy for a model run when the socket closes.
         worker._conn.send(("render", {"take_id": take, "background": "blur", "preset": "badge"}))
