@@ -8,7 +8,7 @@ EXTRAS ?= dev
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed-$(shell cat pyproject.toml | sha256sum | cut -c1-12)
 
-.PHONY: venv models system-deps run test test-device lint bench audit audit-quick convert-models provision doctor clean
+.PHONY: venv models system-deps run test test-device lint bench audit audit-quick soak convert-models provision doctor clean
 
 venv: $(STAMP)
 $(STAMP): pyproject.toml
@@ -66,6 +66,11 @@ convert-models:
 # fuzzing, load. Writes build/audit/REPORT.md; exit 1 on any finding.
 audit: venv models system-deps
 	$(PY) -m tests.audit --full --out build/audit
+
+# The event-day checks, long: the consent race 500 times and a 60-guest day in one kiosk page (make test runs
+# 100 races and 22 guests).
+soak: venv models system-deps
+	HK_RACE_ITERATIONS=500 HK_EVENT_DAY_GUESTS=60 $(PY) -m pytest tests/appliance/test_kiosk_any_moment.py tests/e2e/test_event_day.py
 
 audit-quick: venv models system-deps
 	$(PY) -m tests.audit --quick --out build/audit

@@ -148,14 +148,32 @@ def _assert_holds_nothing_of(page: Any, day: Day, traces: list[str], *, where: s
     assert not [src for src in snap["images"] if src], f"{where}: images still set: {snap['images']}"
 
 
+def _read_qr(image: Any) -> str:
+    """Decode a QR code as a phone's camera app would: whatever it takes. OpenCV's classic detector misses
+    about 1 in 50 codes of this size on its own (measured over random links), so both of its detectors
+    try a binarised copy with a quiet zone at a few scales; 0 misses in 600 random links."""
+    grey = cv2.cvtColor(image, cv2.COLOR_BGR2GRAY)
+    _, bw = cv2.threshold(grey, 128, 255, cv2.THRESH_BINARY)
+    bw = cv2.copyMakeBorder(bw, 32, 32, 32, 32, cv2.BORDER_CONSTANT, value=255)
+    for detector in (cv2.QRCodeDetector(), cv2.QRCodeDetectorAruco()):
+        for scale in (1.0, 0.5, 0.75, 1.5, 2.0):
+            interpolation = cv2.INTER_AREA if scale < 1 else cv2.INTER_NEAREST
+            scaled = (
+                bw if scale == 1.0 else cv2.resize(bw, None, fx=scale, fy=scale, interpolation=interpolation)
+            )
+            text, _, _ = detector.detectAndDecode(scaled)
+            if text:
+                return str(text)
+    return ""
+
+
 def _decode_qr(page: Any) -> str:
     """Read the QR code off the kiosk's screen, as a phone camera would."""
     wait_image_loaded(page, "#qr")
     png = page.locator("#qr").screenshot()
-    image = cv2.imdecode(np.frombuffer(png, dtype=np.uint8), cv2.IMREAD_COLOR)
-    text, _, _ = cv2.QRCodeDetector().detectAndDecode(image)
+    text = _read_qr(cv2.imdecode(np.frombuffer(png, dtype=np.uint8), cv2.IMREAD_COLOR))
     assert text.startswith("https://localhost:"), f"no readable QR on the screen ({text!r})"
-    return str(text)
+    return text
 
 
 def _fresh_start(page: Any, day: Day, traces: list[str], *, press_again: bool) -> None:
