@@ -129,7 +129,11 @@ class Visits:
         token = url[len(prefix) :]
         self.a.learn_token(token, jpeg_sha)
         self.token_in_visit = token
-        qr = expect(self.api.get("/api/session/qr.png"), 200, "qr")
+        # The QR image URL carries this delivery's nonce (an earlier or bare URL answers 404).
+        qr_url = str(result["qr"])
+        if not qr_url.startswith("/api/session/qr.png?v="):
+            raise VisitError("the QR image URL carries no per-delivery nonce")
+        qr = expect(self.api.get(qr_url), 200, "qr")
         if not qr.body.startswith(PNG_MAGIC):
             raise VisitError("the QR code is not a PNG")
         return token
