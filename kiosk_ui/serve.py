@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import contextlib
 import datetime
-import ipaddress
 import logging
 import os
 import shutil
@@ -34,13 +33,12 @@ from cheroot import errors as cheroot_errors
 from cheroot import server as cheroot_server
 from cheroot import wsgi
 from cheroot.ssl.builtin import BuiltinSSLAdapter
-from cryptography import x509
-from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec
-from cryptography.x509.oid import NameOID
 
 from appliance.config import is_loopback
 from appliance.logsafe import redact
+from appliance.tlscert import server_leaf
 
 if TYPE_CHECKING:
     from appliance.config import KioskConfig
@@ -320,13 +318,6 @@ class Listener:
 # -- TLS ------------------------------------------------------------------------------------------
 
 
-def _san_entry(name: str) -> x509.GeneralName:
-    try:
-        return x509.IPAddress(ipaddress.ip_address(name))
-    except ValueError:
-        return x509.DNSName(name)
-
-
 def ephemeral_certificate(hosts: Iterable[str]) -> tuple[bytes, bytes]:
     """A self-signed P-256 *leaf* certificate for ``hosts`` (DNS names or IPs): ``(cert_pem, key_pem)``.
 
@@ -337,35 +328,14 @@ def ephemeral_certificate(hosts: Iterable[str]) -> tuple[bytes, bytes]:
     ExtendedKeyUsage serverAuth."""
     names = list(dict.fromkeys(hosts))
     key = ec.generate_private_key(ec.SECP256R1())
-    subject = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, names[0])])
     now = datetime.datetime.now(datetime.timezone.utc)
-    cert = (
-        x509.CertificateBuilder()
-        .subject_name(subject)
-        .issuer_name(subject)
-        .public_key(key.public_key())
-        .serial_number(x509.random_serial_number())
-        .not_valid_before(now - datetime.timedelta(minutes=5))
-        .not_valid_after(now + datetime.timedelta(days=EPHEMERAL_CERT_DAYS))
-        .add_extension(x509.SubjectAlternativeName([_san_entry(n) for n in names]), critical=False)
-        .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
-        .add_extension(
-            x509.KeyUsage(
-                digital_signature=True,
-                content_commitment=False,
-                key_encipherment=False,
-                data_encipherment=False,
-                key_agreement=False,
-                key_cert_sign=False,
-                crl_sign=False,
-                encipher_only=False,
-                decipher_only=False,
-            ),
-            critical=True,
-        )
-        .add_extension(x509.ExtendedKeyUsage([x509.oid.ExtendedKeyUsageOID.SERVER_AUTH]), critical=False)
-        .add_extension(x509.SubjectKeyIdentifier.from_public_key(key.public_key()), critical=False)
-        .sign(key, hashes.SHA256())
+    cert = server_leaf(
+        hosts=names,
+        public_key=key.public_key(),
+        issuer=None,
+        sign_key=key,
+        not_before=now - datetime.timedelta(minutes=5),
+        not_after=now + datetime.timedelta(days=EPHEMERAL_CERT_DAYS),
     )
     key_pem = key.private_bytes(
         serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()

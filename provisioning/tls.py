@@ -27,6 +27,7 @@ from cryptography.hazmat.primitives.asymmetric import ec, rsa
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
 from appliance.config import ConfigError, parse_config
+from appliance.tlscert import server_leaf
 from engine.fileio import write_atomic
 from provisioning import ProvisioningError
 from provisioning.configfile import TLS_CA, TLS_CERT, TLS_KEY
@@ -104,13 +105,6 @@ def _check_host(host: str) -> str:
     return host
 
 
-def _san_entry(host: str) -> x509.GeneralName:
-    try:
-        return x509.IPAddress(ipaddress.ip_address(host))
-    except ValueError:
-        return x509.DNSName(host)
-
-
 def _permitted_subtree(host: str) -> x509.GeneralName:
     try:
         address = ipaddress.ip_address(host)
@@ -169,35 +163,14 @@ def self_signed(host: str, *, now: dt.datetime | None = None, days: int = LEAF_V
         .sign(ca_key, hashes.SHA256())
     )
     leaf_key = ec.generate_private_key(ec.SECP256R1())
-    leaf = (
-        x509.CertificateBuilder()
-        .subject_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, host[:64])]))
-        .issuer_name(ca_name)
-        .public_key(leaf_key.public_key())
-        .serial_number(x509.random_serial_number())
-        .not_valid_before(start)
-        .not_valid_after(end)
-        # Browsers match the host name against the SAN only (RFC 6125; Chrome ignores the CN).
-        .add_extension(x509.SubjectAlternativeName([_san_entry(host)]), critical=False)
-        .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
-        .add_extension(
-            x509.KeyUsage(
-                digital_signature=True,
-                content_commitment=False,
-                key_encipherment=False,
-                data_encipherment=False,
-                key_agreement=False,
-                key_cert_sign=False,
-                crl_sign=False,
-                encipher_only=False,
-                decipher_only=False,
-            ),
-            critical=True,
-        )
-        .add_extension(x509.ExtendedKeyUsage([ExtendedKeyUsageOID.SERVER_AUTH]), critical=False)
-        .add_extension(x509.SubjectKeyIdentifier.from_public_key(leaf_key.public_key()), critical=False)
-        .add_extension(x509.AuthorityKeyIdentifier.from_issuer_subject_key_identifier(ca_ski), critical=False)
-        .sign(ca_key, hashes.SHA256())
+    leaf = server_leaf(
+        hosts=[host],
+        public_key=leaf_key.public_key(),
+        issuer=ca_name,
+        sign_key=ca_key,
+        not_before=start,
+        not_after=end,
+        issuer_key_id=ca_ski,
     )
     ca_pem = ca.public_bytes(serialization.Encoding.PEM)
     return TlsBundle(

@@ -1,0 +1,74 @@
+"""The one way a server certificate for the kiosk is built: a leaf for its host names, never a CA.
+
+Used by the delivery listener's self-signed fallback (``kiosk_ui.serve.ephemeral_certificate``) and by
+provisioning's local CA (``provisioning.tls``), which both sit above ``appliance``.
+"""
+
+from __future__ import annotations
+
+import datetime
+import ipaddress
+from collections.abc import Sequence
+
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes
+from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
+
+
+def san_entry(name: str) -> x509.GeneralName:
+    """A subjectAltName entry: an IP address if ``name`` parses as one, else a DNS name."""
+    try:
+        return x509.IPAddress(ipaddress.ip_address(name))
+    except ValueError:
+        return x509.DNSName(name)
+
+
+def server_leaf(
+    *,
+    hosts: Sequence[str],
+    public_key: ec.EllipticCurvePublicKey,
+    issuer: x509.Name | None,
+    sign_key: ec.EllipticCurvePrivateKey,
+    not_before: datetime.datetime,
+    not_after: datetime.datetime,
+    issuer_key_id: x509.SubjectKeyIdentifier | None = None,
+) -> x509.Certificate:
+    """A TLS server certificate for ``hosts`` (the first is the CN, cut to 64 characters). Self-signed when
+    ``issuer`` is None. BasicConstraints CA:FALSE (critical): whoever trusts it trusts nothing it signs
+    (issue 20 found the fallback certificate was a CA). KeyUsage digitalSignature only (an ECDSA key signs the
+    handshake; keyEncipherment is RSA key transport), ExtendedKeyUsage serverAuth. Browsers match the host
+    against the SAN only (RFC 6125; Chrome ignores the CN)."""
+    subject = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, hosts[0][:64])])
+    builder = (
+        x509.CertificateBuilder()
+        .subject_name(subject)
+        .issuer_name(subject if issuer is None else issuer)
+        .public_key(public_key)
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(not_before)
+        .not_valid_after(not_after)
+        .add_extension(x509.SubjectAlternativeName([san_entry(h) for h in hosts]), critical=False)
+        .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
+        .add_extension(
+            x509.KeyUsage(
+                digital_signature=True,
+                content_commitment=False,
+                key_encipherment=False,
+                data_encipherment=False,
+                key_agreement=False,
+                key_cert_sign=False,
+                crl_sign=False,
+                encipher_only=False,
+                decipher_only=False,
+            ),
+            critical=True,
+        )
+        .add_extension(x509.ExtendedKeyUsage([ExtendedKeyUsageOID.SERVER_AUTH]), critical=False)
+        .add_extension(x509.SubjectKeyIdentifier.from_public_key(public_key), critical=False)
+    )
+    if issuer_key_id is not None:
+        builder = builder.add_extension(
+            x509.AuthorityKeyIdentifier.from_issuer_subject_key_identifier(issuer_key_id), critical=False
+        )
+    return builder.sign(sign_key, hashes.SHA256())
