@@ -39,7 +39,7 @@ system-deps:
 	echo "installing:$$missing"; \
 	apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends $$missing
 
-# The unit, security and browser tests, then the quick whole-system audit (about 4 minutes as root; it
+# The unit, security and browser tests, then the quick whole-system audit (about 7 minutes as root; it
 # fails the build on any hit, 5xx, missing header, crash or soak bound; without root it says so and skips).
 test: venv models system-deps
 	$(PY) -m pytest

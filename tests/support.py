@@ -7,6 +7,7 @@ from __future__ import annotations
 import shutil
 import socket
 import ssl
+import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any
@@ -41,6 +42,34 @@ def wait_image_loaded(page: Any, selector: str) -> None:
         arg=selector,
         timeout=TIMEOUT_MS,
     )
+
+
+@contextmanager
+def served_kiosk(kiosk: Kiosk) -> Iterator[str]:
+    """Start ``kiosk`` behind all its real listeners (as ``python -m appliance run`` does) with the run
+    loop's tick every 0.5 s; yields the guest UI's URL; stops and closes everything afterwards."""
+    from kiosk_ui.serve import listeners
+
+    kiosk.start()
+    servers = listeners(kiosk, kiosk.cfg)
+    for s in servers:
+        s.start()
+    stop = threading.Event()
+
+    def tick() -> None:
+        while not stop.wait(0.5):
+            kiosk.tick()
+
+    ticker = threading.Thread(target=tick, name="test-tick", daemon=True)
+    ticker.start()
+    try:
+        yield servers[0].url
+    finally:
+        stop.set()
+        ticker.join(5)
+        for s in servers:
+            s.stop()
+        kiosk.close()
 
 
 @contextmanager

@@ -20,7 +20,6 @@ import json
 import os
 import random
 import statistics
-import threading
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -34,7 +33,15 @@ import pytest
 from appliance.config import KioskConfig
 from appliance.kiosk import Kiosk, Receipt
 from appliance.lifecycle import WipeReason
-from tests.support import CHROMIUM, LAUNCH_ARGS, TIMEOUT_MS, free_port, wait_image_loaded, wait_visible
+from tests.support import (
+    CHROMIUM,
+    LAUNCH_ARGS,
+    TIMEOUT_MS,
+    free_port,
+    served_kiosk,
+    wait_image_loaded,
+    wait_visible,
+)
 
 if not Path(CHROMIUM).exists():
     pytest.skip("Debian's chromium is not installed (apt-get install chromium)", allow_module_level=True)
@@ -77,8 +84,6 @@ class Day:
 
 @pytest.fixture(scope="module")
 def day(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Day]:
-    from kiosk_ui.serve import listeners
-
     base = tmp_path_factory.mktemp("event-day")
     cfg = KioskConfig.model_validate(
         {
@@ -104,24 +109,8 @@ def day(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Day]:
     )
     receipts: list[Receipt] = []
     kiosk = Kiosk(cfg, on_receipt=receipts.append)
-    kiosk.start()
-    servers = listeners(kiosk, cfg)
-    for s in servers:
-        s.start()
-    stop = threading.Event()
-
-    def tick() -> None:
-        while not stop.wait(0.5):
-            kiosk.tick()
-
-    ticker = threading.Thread(target=tick, daemon=True)
-    ticker.start()
-    yield Day(kiosk, servers[0].url, receipts, base / "kiosk-browser-profile")
-    stop.set()
-    ticker.join(5)
-    for s in servers:
-        s.stop()
-    kiosk.close()
+    with served_kiosk(kiosk) as ui_url:
+        yield Day(kiosk, ui_url, receipts, base / "kiosk-browser-profile")
 
 
 # -- what a page shows --------------------------------------------------------------------------------

@@ -9,7 +9,6 @@ to ``$UI_SCREENSHOT_DIR`` (default /tmp) as ``ui-*.png``.
 from __future__ import annotations
 
 import os
-import threading
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -17,7 +16,15 @@ import pytest
 
 from appliance.config import KioskConfig
 from appliance.kiosk import Kiosk
-from tests.support import CHROMIUM, LAUNCH_ARGS, TIMEOUT_MS, free_port, wait_image_loaded, wait_visible
+from tests.support import (
+    CHROMIUM,
+    LAUNCH_ARGS,
+    TIMEOUT_MS,
+    free_port,
+    served_kiosk,
+    wait_image_loaded,
+    wait_visible,
+)
 
 if not Path(CHROMIUM).exists():
     pytest.skip("Debian's chromium is not installed (apt-get install chromium)", allow_module_level=True)
@@ -29,8 +36,6 @@ SHOTS = Path(os.environ.get("UI_SCREENSHOT_DIR", "/tmp"))
 @pytest.fixture(scope="module")
 def served(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Kiosk, str]]:
     """A started Kiosk behind both real listeners (the entry point), with the appliance's tick loop."""
-    from kiosk_ui.serve import listeners
-
     base = tmp_path_factory.mktemp("e2e")
     cfg = KioskConfig.model_validate(
         {
@@ -43,24 +48,8 @@ def served(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Kiosk, st
         }
     )
     kiosk = Kiosk(cfg)
-    kiosk.start()
-    servers = listeners(kiosk, cfg)
-    for s in servers:
-        s.start()
-    stop = threading.Event()
-
-    def tick() -> None:
-        while not stop.wait(0.5):
-            kiosk.tick()
-
-    ticker = threading.Thread(target=tick, daemon=True)
-    ticker.start()
-    yield kiosk, servers[0].url
-    stop.set()
-    ticker.join(5)
-    for s in servers:
-        s.stop()
-    kiosk.close()
+    with served_kiosk(kiosk) as ui_url:
+        yield kiosk, ui_url
 
 
 def test_full_visit_and_phone_download(served: tuple[Kiosk, str]) -> None:
