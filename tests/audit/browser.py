@@ -130,7 +130,8 @@ def _one_visit(audit: Audit, page: Any, phones: Any, api: Any, qr_urls: set[str]
     page.click("#finish")
     wait_visible(page, "done")
     page.click("#again")  # a fresh page for the next guest
-    page.wait_for_function("() => document.body.dataset.screen === 'attract'", timeout=TIMEOUT_MS)
+    # ?. : polled while the document is replaced, when there is no <body> for a moment
+    page.wait_for_function("() => document.body?.dataset.screen === 'attract'", timeout=TIMEOUT_MS)
     left = page.evaluate("() => document.documentElement.outerHTML")
     if token in left or src in left or qr_url in left:
         raise AssertionError("the next guest's page still holds the previous visit's link, image or QR")

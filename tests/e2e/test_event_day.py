@@ -171,7 +171,8 @@ def _fresh_start(page: Any, day: Day, traces: list[str], *, press_again: bool) -
     if press_again:
         page.click("#again")
     page.wait_for_function(
-        "() => document.body.dataset.screen === 'attract' && document.documentElement.lang === 'en'",
+        # ?. : the predicate is polled while the document is being replaced (no <html>/<body> for a moment)
+        "() => document.body?.dataset.screen === 'attract' && document.documentElement?.lang === 'en'",
         timeout=TIMEOUT_MS,
     )
     wait_visible(page, "attract")
@@ -208,7 +209,7 @@ def _begin(page: Any, rng: random.Random, day: Day) -> str:
     lang = rng.choice(["en", "en", "fr", "es", "de"])
     if lang != "en":
         page.click(f"a.lang[lang={lang}]")
-        page.wait_for_function(f"() => document.documentElement.lang === '{lang}'", timeout=TIMEOUT_MS)
+        page.wait_for_function(f"() => document.documentElement?.lang === '{lang}'", timeout=TIMEOUT_MS)
         wait_visible(page, "attract")
     page.click("#start")
     wait_visible(page, "consent")
