@@ -1,6 +1,8 @@
 # Headshot kiosk. `make run` and `make test` set everything up from a fresh clone.
 # On a Jetson: make VENV_FLAGS=--system-site-packages EXTRAS=dev,jetson test-device
 SHELL := /bin/bash
+# JetPack keeps nvcc in /usr/local/cuda/bin, off the default PATH; pycuda's build needs it (EXTRAS=jetson).
+export PATH := $(PATH):/usr/local/cuda/bin
 PYTHON ?= python3
 VENV ?= .venv
 VENV_FLAGS ?=
@@ -25,12 +27,16 @@ models: venv
 run: venv models
 	$(PY) -m appliance run
 
-# Debian packages the tests drive for real: headless Chromium and a font (browser e2e) and
-# systemd-analyze (unit exposure gate). Installed only when missing, and only as root; without them
+# Debian packages the tests drive for real: headless Chromium and a font (browser e2e),
+# systemd-analyze (unit exposure gate), pebble + pebble-challtestsrv (a real ACME DNS-01 flow on loopback),
+# dnsmasq and dig (the hotspot's DNS answers). Installed only when missing, and only as root; without them
 # those tests skip with a reason.
 system-deps:
 	@missing=""; \
 	command -v chromium >/dev/null || missing="$$missing chromium"; \
+	command -v pebble-challtestsrv >/dev/null || missing="$$missing pebble"; \
+	{ command -v dnsmasq >/dev/null || [ -x /usr/sbin/dnsmasq ]; } || missing="$$missing dnsmasq-base"; \
+	command -v dig >/dev/null || missing="$$missing bind9-dnsutils"; \
 	[ -e /usr/share/fonts/truetype/dejavu/DejaVuSans.ttf ] || missing="$$missing fonts-dejavu-core"; \
 	command -v systemd-analyze >/dev/null || missing="$$missing systemd=$$(dpkg-query -W -f='$${Version}' libsystemd0 2>/dev/null)"; \
 	missing=$$(echo "$$missing" | sed 's/systemd= *$$/systemd/'); \

@@ -16,7 +16,8 @@ from pathlib import Path
 from types import FrameType
 from typing import Any, Protocol
 
-from appliance.config import ConfigError, KioskConfig, check_config_main, load_config
+from appliance.cli.check_config import check_config_main
+from appliance.config import ConfigError, KioskConfig, load_config
 from appliance.hardening import MALLOC_MMAP_THRESHOLD_BYTES, harden_process
 from appliance.logsafe import configure_logging
 
@@ -29,7 +30,7 @@ USAGE = """usage: python -m appliance COMMAND [ARGS]
 commands:
   run [--config PATH] [--log-level LEVEL]   start the kiosk (RAM store, warm worker, listeners)
   check-config [PATH]                       validate a kiosk.toml; exit 0, or list every problem and exit 2
-  staff add|list|remove|reset-totp ...      manage staff accounts (see: staff --help)
+  staff add|list|remove|reset-totp|recovery-codes ...   manage staff accounts (see: staff --help)
   audit verify|export [--config PATH]       check or export the anonymous audit trail
   compliance generate [--config PATH] [-o DIR]   write GDPR/CCPA/PIPEDA documents from the config
 """
@@ -104,8 +105,13 @@ def _receipt_sink(cfg: KioskConfig) -> Callable[[Any], None] | None:
 
 
 def run(cfg: KioskConfig, *, log_level: str = "INFO", with_listeners: bool = True) -> int:
-    """Start everything, tick until SIGTERM/SIGINT, then wipe and stop. Returns the exit status."""
+    """Start everything, tick until SIGTERM/SIGINT, then wipe and stop. Returns the exit status.
+
+    ``cfg`` is the config file; the event settings staff changed in the console (``appliance.overrides``)
+    are laid over it for the kiosk, while the listeners get ``cfg`` itself: the staff console bounds its
+    choices by the file's values and resets to them."""
     from appliance.kiosk import Kiosk  # noqa: PLC0415 - keeps check-config free of the store code
+    from appliance.overrides import load_with_overrides  # noqa: PLC0415
     from appliance.systemd import Notifier  # noqa: PLC0415
 
     notifier = Notifier.from_environ()
@@ -116,7 +122,8 @@ def run(cfg: KioskConfig, *, log_level: str = "INFO", with_listeners: bool = Tru
 
     signal.signal(signal.SIGTERM, on_signal)
     signal.signal(signal.SIGINT, on_signal)
-    kiosk = Kiosk(cfg, notifier=notifier, on_receipt=_receipt_sink(cfg), log_level=log_level)
+    effective, _ignored = load_with_overrides(cfg)  # a stale file is logged and ignored, never fatal
+    kiosk = Kiosk(effective, notifier=notifier, on_receipt=_receipt_sink(effective), log_level=log_level)
     listeners: list[Listener] = []
     try:
         kiosk.start(wait_for_worker=True)
@@ -164,11 +171,12 @@ def tick(kiosk: _Ticks) -> None:
     gc.collect()
 
 
-def _delegate(module: str, function: str, argv: Sequence[str]) -> int:
+def _delegate(command: str, module: str, function: str, argv: Sequence[str]) -> int:
+    """Run ``module.function(argv)``, imported only now: some commands need optional packages."""
     try:
         mod = importlib.import_module(module)
     except ImportError:
-        print(f"this installation has no {module.rsplit('.', 1)[-1]} support", file=sys.stderr)
+        print(f"this installation has no {command} support", file=sys.stderr)
         return 2
     return int(getattr(mod, function)(list(argv)))
 
@@ -184,11 +192,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     if command == "check-config":
         return check_config_main(rest)
     if command == "staff":
-        return _delegate("appliance.staff", "staff_main", rest)
+        return _delegate("staff", "appliance.cli.accounts", "staff_main", rest)
     if command == "audit":
-        return _delegate("appliance.audit", "audit_main", rest)
+        return _delegate("audit", "appliance.cli.audit", "audit_main", rest)
     if command == "compliance":
-        return _delegate("appliance.compliance", "compliance_main", rest)
+        return _delegate("compliance", "appliance.cli.compliance", "compliance_main", rest)
     print(f"unknown command {command!r}\n\n{USAGE}", file=sys.stderr, end="")
     return 2
 

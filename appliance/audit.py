@@ -1,4 +1,4 @@
-"""The anonymous audit trail: hash-chained JSON Lines of consent receipts and staff actions; ``audit`` CLI.
+"""The anonymous audit trail: hash-chained JSON Lines of consent receipts and staff actions.
 
 Invariant 7 (DESIGN.md §2): consent is recorded as an anonymous receipt only. The log lives on disk (it must
 outlive reboots) in ``<[audit] path>/audit.jsonl``; every line is one JSON object in canonical form (sorted
@@ -9,6 +9,13 @@ for the first line. Two record types, and nothing else (``verify`` enforces the 
      "policy":"<sha256 hex>","prev":"<sha256 hex>","receipt":"7K3QX9MD","started":"2025-01-15T10:42Z",
      "type":"consent"}
     {"account":"alice","action":"kiosk.pause","at":"2025-01-15T10:44Z","prev":"<sha256 hex>","type":"staff"}
+    {"account":"alice","action":"event.settings","at":"2025-01-15T10:45Z",
+     "changes":{"delivery.window_minutes":25,"event.languages":["en","de"],"event.name":null},...}
+
+A staff record may name the staff account acted on (``target``) and, for a change of the event settings,
+the settings changed and their new values (``changes``; ``STAFF_CHANGES``): closed vocabularies only
+(language codes, background and preset names, minutes). The event name is free text, so only the fact
+that it changed is kept (``null``).
 
 Times are UTC, rounded down to the minute, so a receipt cannot be matched to a CCTV frame or a badge scan to
 the second. ``audit.head`` (replaced atomically after each append) records the line count, the last line's
@@ -18,12 +25,12 @@ hash and the file size, so cutting lines off the end is detected too.
 offered none — said outright, rather than ``{}``, which reads like answers that were left out.
 
 Limit, stated plainly: the chain is unkeyed. It proves the log was not edited *by accident or by a careless
-hand*; someone with write access who recomputes every hash and the head can forge it. Export regularly.
+hand*; someone with write access who recomputes every hash and the head can forge it. Export regularly
+(``python -m appliance audit export``, in ``appliance.cli.audit``).
 """
 
 from __future__ import annotations
 
-import argparse
 import contextlib
 import fcntl
 import hashlib
@@ -33,8 +40,7 @@ import os
 import re
 import secrets
 import stat
-import sys
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from enum import Enum
@@ -42,7 +48,7 @@ from pathlib import Path
 from typing import Any, Protocol
 
 from appliance.compliance import Controller, policy_hash
-from appliance.config import ConfigError, KioskConfig, load_config
+from appliance.config import KioskConfig
 from appliance.fileowner import keep_owner
 from appliance.lifecycle import WipeReason
 from engine.fileio import write_atomic
@@ -52,13 +58,13 @@ __all__ = [
     "GENESIS",
     "HEAD_NAME",
     "LOG_NAME",
+    "STAFF_CHANGES",
     "STAFF_FIELDS",
     "AuditError",
     "AuditLog",
     "ConsentOutcome",
     "FinishedVisit",
     "VerifyResult",
-    "audit_main",
     "outcome_for",
     "policy_version_hash",
     "receipt_id",
@@ -74,7 +80,31 @@ GENESIS = "0" * 64  # ``prev`` of the first line
 # The allow-list: every key a record may carry. A new field is a privacy decision, made here and nowhere else.
 CONSENT_FIELDS = frozenset({"type", "prev", "receipt", "policy", "choices", "outcome", "started", "ended"})
 STAFF_FIELDS = frozenset({"type", "prev", "account", "action", "at"})
-_STAFF_OPTIONAL = frozenset({"target"})  # the staff account an action was done to (add/remove/reset)
+# target: the staff account an action was done to (add/remove/reset); changes: event settings changed.
+_STAFF_OPTIONAL = frozenset({"target", "changes"})
+_TOKEN = re.compile(r"^[a-z][a-z0-9_-]{0,31}$")
+_COLOUR = re.compile(r"^#[0-9A-Fa-f]{6}$")
+_LANGUAGE = re.compile(r"^[a-z]{2,3}$")
+
+
+def _tokens(pattern: re.Pattern[str], *more: re.Pattern[str]) -> Callable[[Any], bool]:
+    patterns = (pattern, *more)
+    return lambda value: (
+        isinstance(value, list)
+        and 0 < len(value) <= 16
+        and all(isinstance(v, str) and any(p.fullmatch(v) for p in patterns) for v in value)
+    )
+
+
+# The event settings a staff record may say were changed, and what a new value may look like. The event
+# name is free text (a place where a person's name could slip in), so only ``null`` ("changed") is allowed.
+STAFF_CHANGES: Mapping[str, Callable[[Any], bool]] = {
+    "event.name": lambda value: value is None,
+    "event.languages": _tokens(_LANGUAGE),
+    "event.backgrounds": _tokens(_TOKEN, _COLOUR),
+    "event.presets": _tokens(_TOKEN),
+    "delivery.window_minutes": lambda value: type(value) is int and 1 <= value <= 24 * 60,
+}
 
 # Crockford base32: no I, L, O, U, so a guest reading the receipt aloud cannot confuse 1/I/L or 0/O.
 _CROCKFORD = "0123456789ABCDEFGHJKMNPQRSTVWXYZ"
@@ -83,7 +113,7 @@ _SHA256_HEX = re.compile(r"^[0-9a-f]{64}$")
 _MINUTE = re.compile(r"^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}Z$")
 _CHOICE_KEY = re.compile(r"^[a-z][a-z0-9_]{0,31}$")
 _MAX_CHOICES = 16
-_ACCOUNT = re.compile(r"^[a-z][a-z0-9._-]{1,31}$")  # the staff name rule (appliance.staff)
+_ACCOUNT = re.compile(r"^[a-z][a-z0-9._-]{1,31}$")  # the staff name rule (appliance.accounts)
 _ACTION = re.compile(r"^[a-z][a-z0-9_.:-]{0,63}$")
 _MAX_LINE_BYTES = 4096
 
@@ -208,6 +238,16 @@ def _record_problem(record: Mapping[str, Any]) -> str | None:
             return "target is not a staff account name"
         if not isinstance(record["action"], str) or not _ACTION.fullmatch(record["action"]):
             return "action is not a short lowercase action name"
+        if "changes" in record:
+            changes = record["changes"]
+            if not isinstance(changes, dict) or not changes:
+                return "changes must be a non-empty object"
+            for key, value in changes.items():
+                check = STAFF_CHANGES.get(key)
+                if check is None:
+                    return f"changes may name only {', '.join(sorted(STAFF_CHANGES))}"
+                if not check(value):
+                    return f"changes.{key} is not an allowed value"
         if not isinstance(record["at"], str) or not _MINUTE.fullmatch(record["at"]):
             return "at is not an ISO minute such as 2025-01-15T10:42Z"
     else:
@@ -371,13 +411,20 @@ class AuditLog:
         return self._append(record)
 
     def append_staff(
-        self, account: str, action: str, *, target: str | None = None, at: datetime | float | None = None
+        self,
+        account: str,
+        action: str,
+        *,
+        target: str | None = None,
+        changes: Mapping[str, Any] | None = None,
+        at: datetime | float | None = None,
     ) -> dict[str, Any]:
         """Append one staff action: ``account`` did ``action`` (e.g. ``kiosk.pause``, ``login.failed``).
 
         ``at`` defaults to now and is stored rounded down to the minute. ``target`` names the staff account
-        acted on, if any. Use account ``cli`` for the command line and ``unknown`` for a sign-in attempt with
-        a name that is not an account.
+        acted on, if any; ``changes`` the event settings changed, dotted key -> new value (``STAFF_CHANGES``
+        says which keys and values are allowed). Use account ``cli`` for the command line and ``unknown``
+        for a sign-in attempt with a name that is not an account.
         """
         record: dict[str, Any] = {
             "type": "staff",
@@ -387,6 +434,8 @@ class AuditLog:
         }
         if target is not None:
             record["target"] = target
+        if changes:
+            record["changes"] = dict(changes)
         return self._append(record)
 
     def verify(self) -> VerifyResult:
@@ -526,58 +575,3 @@ def receipt_recorder(
         )
 
     return record
-
-
-# ---------------------------------------------------------------------------------------------- command line
-
-
-def _parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
-        prog="python -m appliance audit", description="Check or export the anonymous audit trail."
-    )
-    parser.add_argument("--config", type=Path, default=None, help="kiosk.toml (default: built-in defaults)")
-    commands = parser.add_subparsers(dest="command", required=True)
-    verify = commands.add_parser("verify", help="check the hash chain; exit 1 if tampered")
-    verify.add_argument("--config", type=Path, default=argparse.SUPPRESS)
-    export = commands.add_parser("export", help="write the log (JSON Lines) to stdout or a file")
-    export.add_argument("-o", "--output", type=Path, default=None, help="file to write (mode 0600)")
-    export.add_argument("--config", type=Path, default=argparse.SUPPRESS)
-    return parser
-
-
-def audit_main(argv: Sequence[str]) -> int:
-    """``python -m appliance audit verify|export [--config PATH] [-o FILE]``.
-
-    Exit codes: 0 OK, 1 the log fails verification, 2 usage, config or I/O error. Never calls ``sys.exit``.
-    """
-    try:
-        args = _parser().parse_args(list(argv))
-    except SystemExit as exc:  # argparse printed usage or help
-        return 0 if exc.code == 0 else 2
-    try:
-        log = AuditLog(load_config(args.config).audit.path)
-        if args.command == "verify":
-            result = log.verify()
-            if not result.ok:
-                print(f"audit log TAMPERED or damaged: {result.problem}", file=sys.stderr)
-                return 1
-            print(f"audit log OK: {result.records} records, chain and head intact")
-            return 0
-        data = log.export()
-        if args.output is None:
-            sys.stdout.buffer.write(data)
-            sys.stdout.buffer.flush()
-        else:
-            fd = os.open(args.output, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC, 0o600)
-            with os.fdopen(fd, "wb") as handle:
-                handle.write(data)
-            records = data.count(b"\n")
-            print(f"exported {records} records to {args.output}", file=sys.stderr)
-        log.append_staff("cli", "audit.export")
-    except (ConfigError, AuditError) as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 2
-    except OSError as exc:
-        print(f"error: {exc.strerror or type(exc).__name__} ({exc.filename})", file=sys.stderr)
-        return 2
-    return 0

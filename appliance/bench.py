@@ -58,8 +58,8 @@ def run(sessions: int, frames: int, full_every: int) -> dict[str, Any]:
                 fps.append(frames / (time.perf_counter() - t0))
                 if full_every and n % full_every == 0:
                     shot = kiosk.capture()
-                    kiosk.render(shot["take"], "white", "portrait")
-                    kiosk.deliver(shot["render"])
+                    kiosk.render(shot.take, "white", "portrait")
+                    kiosk.deliver(shot.headshot.id)
                 t0 = time.perf_counter()
                 kiosk.delete_now()
                 wipe_ms.append((time.perf_counter() - t0) * 1000)

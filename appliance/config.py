@@ -39,7 +39,6 @@ __all__ = [
     "UiConfig",
     "V4l2CameraConfig",
     "VideoCameraConfig",
-    "check_config_main",
     "is_loopback",
     "load_config",
     "parse_config",
@@ -150,7 +149,7 @@ Background = Annotated[str, AfterValidator(_check_background)]
 Preset = Literal["square", "portrait", "badge"]
 Language = Literal["en", "fr", "es", "de"]
 # Optional yes/no choices an event may offer on the consent screen; each changes what is done to the photo,
-# and its wording lives with the consent texts (appliance.compliance) so the receipt's hash covers it.
+# and its wording lives with the consent texts (appliance.consent) so the receipt's hash covers it.
 ConsentChoice = Literal["skin_smoothing"]
 
 
@@ -338,6 +337,11 @@ class DeliveryConfig(_Strict):
     tls_cert_path: Path | None = Field(default=None, description="PEM certificate chain file.")
     tls_key_path: Path | None = Field(
         default=None, description="PEM private key file (mode 0600; a path, never the key)."
+    )
+    wifi_qr_path: Path | None = Field(
+        default=Path("/etc/headshot-kiosk/wifi.qr"),
+        description="The hotspot's WIFI: text (written by provisioning hotspot); while the file exists the "
+        "delivery screen first shows how to join that network. None: never.",
     )
 
     @model_validator(mode="after")
@@ -637,29 +641,3 @@ def summarize(config: KioskConfig) -> str:
         f"engine={config.engine.backend}, languages={','.join(config.event.languages)}, "
         f"policy={config.event.policy_version}"
     )
-
-
-_USAGE = "usage: python -m appliance check-config [PATH]   (no PATH: check the built-in defaults)"
-
-
-def check_config_main(argv: Sequence[str]) -> int:
-    """``python -m appliance check-config [PATH]``: 0 and a summary if valid, 2 and every problem if not.
-
-    ``argv`` is the arguments after ``check-config``. Prints to stdout on success and stderr on failure;
-    never calls ``sys.exit`` so the caller decides what the process does.
-    """
-    args = list(argv)
-    if args in (["-h"], ["--help"]):
-        print(_USAGE)
-        return 0
-    if len(args) > 1 or (args and args[0].startswith("-")):
-        print(_USAGE, file=sys.stderr)
-        return 2
-    path = Path(args[0]) if args else None
-    try:
-        config = load_config(path)
-    except ConfigError as exc:
-        print(exc, file=sys.stderr)
-        return 2
-    print(f"config OK: {summarize(config)}")
-    return 0

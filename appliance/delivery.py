@@ -2,9 +2,14 @@
 
 The QR shows ``https://<public_host>:<port>/d/<id>.<key>``. The kiosk keeps the ciphertext (in the RAM
 store) and forgets the key once the QR screen is gone, so a lost or stolen kiosk holds nothing readable
-(DESIGN.md §3 "Delivery"). ``peek`` (the landing page) never spends a link — link-preview bots prefetch —
-``spend`` (the POST) does, exactly once, even under concurrent requests: the winner is whoever renames the
-file first, an atomic operation on one filesystem. Unknown, expired, spent and wrongly keyed links are
+(DESIGN.md §3 "Delivery"). ``peek`` (the landing page) never spends a link — link-preview bots prefetch.
+The POST takes it in two steps, so a photo lost to a bad connection is not lost (issue 15): ``collect``
+claims it, exactly once even under concurrent requests (the winner is whoever renames the file first, an
+atomic operation on one filesystem), and ``settle`` then spends it if the photo reached the phone, or puts
+it back, collectable again, if the connection broke first. A spent photo stays (still ciphertext, its key
+still only in the QR) for ``grace_seconds``, for a repeat of the same attempt from the same phone — a
+download the browser lost after it had arrived. ``spend`` is both steps at once. Unknown, expired, spent
+and wrongly keyed links are
 indistinguishable to the caller, by their answer and by the work done for them: every refused link costs
 one AES-GCM decryption of a delivery-sized blob, a decoy when there is no real one (issue 20: a known id
 with a wrong key took 3.3 ms, an unknown id 2.5 ms).
@@ -14,6 +19,7 @@ from __future__ import annotations
 
 import base64
 import contextlib
+import hmac
 import logging
 import os
 import re
@@ -40,15 +46,28 @@ MAX_DELIVERY_BYTES = 32 * 2**20
 # The decoy's JPEG size until the first delivery is made (then it is the last delivery's): a headshot's order.
 DECOY_DEFAULT_BYTES = 256 * 1024
 # How long a work file may stay before the expiry sweep takes it for a crash's leftover. create() writes
-# ".<id>.partial" and renames it; spend() renames the delivery to ".<id>.<rand>.spent" and reads it once:
-# each lives for the time of one write or read of at most MAX_DELIVERY_BYTES to RAM, far under a second.
-# (The sweep used to delete every dot-file at once, so 16 of 500 creations failed with it running every
-# 2 ms: issue 20.) A restart's store sweep removes them regardless.
+# ".<id>.partial" and renames it (one write to RAM, far under a second); collect() renames the delivery to
+# ".<id>.<rand>.sending" for as long as the photo is on its way (the delivery listener's front gives up on
+# a phone after 60 s) and settle() to ".<id>.<rand>.repeat" for the repeat grace (15 s), both tracked and
+# ended long before this. (The sweep used to delete every dot-file at once, so 16 of 500 creations failed
+# with it running every 2 ms: issue 20.) A restart's store sweep removes them regardless.
 WORK_FILE_GRACE_SECONDS = 300.0
+# How long a photo that reached a phone can be collected again by a repeat of the same attempt from the
+# same address: long enough for a guest to tap Save again after a browser lost a finished download, short
+# against the delivery window (and under the audit's 20 s wait for an empty store). The page's attempt id
+# is what tells a repeat from another request.
+REPEAT_GRACE_SECONDS = 15.0
+# How long a POST that finds its link on the way to another POST waits for that one to end before it is
+# refused: the other may break off (a page closed mid-download, a double tap) and put the link back.
+IN_FLIGHT_WAIT_SECONDS = 2.0
 
 
 class DeliveryGone(Exception):
     """Unknown, expired, spent or wrongly keyed: the caller answers a plain 404 for all of them."""
+
+
+class _Missing(DeliveryGone):
+    """No readable delivery under that id right now (for ``collect``: it may be on its way to a phone)."""
 
 
 @dataclass(frozen=True)
@@ -63,6 +82,28 @@ class DeliveryTicket:
         return f"https://{netloc}/d/{self.token}"
 
 
+@dataclass
+class Collection:
+    """A delivery claimed by one POST while its photo is on the way to the phone; ``DeliveryStore.settle``
+    spends it or puts it back. Holds no key and no photo."""
+
+    obj_id: str
+    path: Path
+    client: str
+    attempt: str | None
+    settled: bool = False
+
+
+@dataclass(frozen=True)
+class _Repeat:
+    """A spent photo kept for a repeat: who may repeat, until when (monotonic seconds), and where it is."""
+
+    client: str
+    attempt: str
+    until: float
+    path: Path
+
+
 class DeliveryStore:
     """Delivery blobs in ``directory`` (on the RAM store's tmpfs, mode 0700). Thread-safe."""
 
@@ -73,14 +114,20 @@ class DeliveryStore:
         window_seconds: float,
         clock: Callable[[], float] = time.time,
         work_file_grace_seconds: float = WORK_FILE_GRACE_SECONDS,
+        repeat_grace_seconds: float = REPEAT_GRACE_SECONDS,
     ) -> None:
         """``clock`` (epoch seconds) sets and checks expiry; the age of work files is measured on the
-        filesystem's own clock (their ctime against ``time.time()``), whatever ``clock`` is."""
+        filesystem's own clock (their ctime against ``time.time()``), whatever ``clock`` is, and the
+        repeat grace on ``time.monotonic()``."""
         self.directory = directory
         self.window_seconds = window_seconds
         self.clock = clock
         self.work_file_grace_seconds = work_file_grace_seconds
+        self.repeat_grace_seconds = repeat_grace_seconds
+        self.in_flight_wait_seconds = IN_FLIGHT_WAIT_SECONDS
         self._lock = threading.Lock()
+        self._repeats: dict[str, _Repeat] = {}
+        self._in_flight: dict[str, threading.Event] = {}  # claims not yet settled, by id
         self._decoy = _decoy_blob(DECOY_DEFAULT_BYTES)
         directory.mkdir(mode=0o700, parents=False, exist_ok=True)
         os.chmod(directory, 0o700)
@@ -143,9 +190,9 @@ class DeliveryStore:
         try:
             jpeg = AESGCM(key).decrypt(nonce, view[_HEADER.size :], obj_id.encode() + view[: _HEADER.size])
         except InvalidTag:
-            raise DeliveryGone from None
+            raise (DeliveryGone if usable else _Missing) from None
         if not usable:  # the decoy opened: a 2**-128 chance; still nothing to deliver
-            raise DeliveryGone
+            raise _Missing
         return jpeg
 
     def peek(self, token: str) -> int:
@@ -154,50 +201,162 @@ class DeliveryStore:
         return len(self._open(self.directory / obj_id, obj_id, key))
 
     def spend(self, token: str) -> bytes:
-        """Return the JPEG and make the link unusable, exactly once. Raises ``DeliveryGone``."""
+        """Return the JPEG and make the link unusable, exactly once, with no repeat. Raises
+        ``DeliveryGone``."""
+        jpeg, collection = self.collect(token)
+        self.settle(collection, delivered=True)
+        return jpeg
+
+    def collect(
+        self, token: str, *, client: str = "", attempt: str | None = None
+    ) -> tuple[bytes, Collection]:
+        """Claim the link for one POST and return the JPEG with the claim; exactly one of concurrent
+        callers gets it, the others ``DeliveryGone`` — as does everyone once it is spent, except a repeat
+        of the same ``attempt`` (the page's id for one Save) from the same ``client`` address within the
+        repeat grace. A caller that finds the link claimed by a collection still in flight waits for it
+        to settle (at most ``in_flight_wait_seconds``) and tries once more: the link may come back. Settle
+        the claim with ``settle`` whatever happens next."""
         obj_id, key = self._parse(token)
+        try:
+            return self._collect(obj_id, key, client, attempt)
+        except _Missing:
+            # Not there: never made, spent, expired — or claimed by a collection still in flight, which
+            # may put it back. (A wrong key is not _Missing: refused at once, after the same one
+            # decryption as every refusal.)
+            with self._lock:
+                in_flight = self._in_flight.get(obj_id)
+            if in_flight is None:
+                raise
+            in_flight.wait(self.in_flight_wait_seconds)
+            if not (self.directory / obj_id).exists():
+                raise
+        return self._collect(obj_id, key, client, attempt)
+
+    def _collect(self, obj_id: str, key: bytes, client: str, attempt: str | None) -> tuple[bytes, Collection]:
         path = self.directory / obj_id
+        with self._lock:
+            repeat = self._repeats.get(obj_id)
+        if (
+            repeat is not None
+            and attempt is not None
+            and repeat.client == client
+            and hmac.compare_digest(repeat.attempt, attempt)
+            and repeat.until > time.monotonic()
+        ):
+            path = repeat.path
         # Check the key before claiming, so a wrong key cannot destroy somebody's delivery.
         self._open(path, obj_id, key)
-        claimed = self.directory / f".{obj_id}.{secrets.token_hex(4)}.spent"
+        claimed = self.directory / f".{obj_id}.{secrets.token_hex(4)}.sending"
+        # Atomic: of N concurrent collectors exactly one succeeds. Under the lock, so that whoever finds
+        # the link gone also finds the claim in flight (a few microseconds on the tmpfs).
+        with self._lock:
+            try:
+                os.rename(path, claimed)
+            except FileNotFoundError:
+                raise _Missing from None
+            self._in_flight[obj_id] = in_flight = threading.Event()
+        if repeat is not None and path == repeat.path:
+            with self._lock:
+                if self._repeats.get(obj_id) is repeat:
+                    del self._repeats[obj_id]
         try:
-            os.rename(path, claimed)  # atomic: of N concurrent spenders exactly one succeeds
-        except FileNotFoundError:
-            raise DeliveryGone from None
-        try:
-            return self._open(claimed, obj_id, key)
-        finally:
+            jpeg = self._open(claimed, obj_id, key)
+        except DeliveryGone:  # expired between the two reads: nothing to deliver, nothing to keep
             claimed.unlink(missing_ok=True)
+            with self._lock:
+                if self._in_flight.get(obj_id) is in_flight:
+                    del self._in_flight[obj_id]
+            in_flight.set()
+            raise DeliveryGone from None
+        return jpeg, Collection(obj_id=obj_id, path=claimed, client=client, attempt=attempt)
+
+    def settle(self, collection: Collection, *, delivered: bool) -> None:
+        """End a claim: ``delivered`` spends the link (its photo kept for a repeat of the same attempt for
+        the repeat grace, when there was an attempt), otherwise the link is collectable again. Once per
+        claim; later calls, and calls after the link was revoked, do nothing."""
+        with self._lock:
+            if collection.settled:
+                return
+            collection.settled = True
+        try:
+            self._settle(collection, delivered)
+        finally:
+            with self._lock:
+                in_flight = self._in_flight.pop(collection.obj_id, None)
+            if in_flight is not None:
+                in_flight.set()
+
+    def _settle(self, collection: Collection, delivered: bool) -> None:
+        if not delivered:
+            with contextlib.suppress(FileNotFoundError):  # revoked meanwhile: it stays gone
+                os.rename(collection.path, self.directory / collection.obj_id)
+            return
+        if collection.attempt is None or self.repeat_grace_seconds <= 0:
+            collection.path.unlink(missing_ok=True)
+            return
+        kept = self.directory / f".{collection.obj_id}.{secrets.token_hex(4)}.repeat"
+        try:
+            os.rename(collection.path, kept)
+        except FileNotFoundError:
+            return
+        repeat = _Repeat(
+            collection.client, collection.attempt, time.monotonic() + self.repeat_grace_seconds, kept
+        )
+        with self._lock:
+            previous = self._repeats.get(collection.obj_id)
+            self._repeats[collection.obj_id] = repeat
+        if previous is not None:
+            previous.path.unlink(missing_ok=True)
 
     def revoke(self, token: str) -> bool:
-        """Delete a delivery (the guest pressed Delete now). Returns whether it existed."""
+        """Delete a delivery (the guest pressed Delete now), also while it is being sent and during its
+        repeat grace. Returns whether it was still to be collected or on its way."""
         try:
             obj_id, _ = self._parse(token)
         except DeliveryGone:
             return False
-        try:
+        existed = False
+        with contextlib.suppress(FileNotFoundError):
             (self.directory / obj_id).unlink()
-        except FileNotFoundError:
-            return False
-        return True
+            existed = True
+        with self._lock:
+            self._repeats.pop(obj_id, None)
+        prefix = f".{obj_id}."
+        with os.scandir(self.directory) as entries:
+            for entry in entries:
+                if entry.name.startswith(prefix) and not entry.name.endswith(".partial"):
+                    with contextlib.suppress(FileNotFoundError):
+                        os.unlink(entry.path)
+                        existed = existed or entry.name.endswith(".sending")
+        return existed
 
     def purge_expired(self) -> int:
         """Delete expired deliveries and work files a crash left behind; returns how many were removed.
 
         Only what is complete and finished with: a delivery (a plain ``<id>`` name, which appears only by an
-        atomic rename once fully written) whose expiry has passed or whose header is unreadable, and a
-        work file (``.<id>.partial`` being written, ``.<id>.<rand>.spent`` being collected) older than
-        ``work_file_grace_seconds``. A work file younger than that belongs to a create() or spend() running
-        now, and deleting it would fail a guest's delivery or lose the photo of a link being collected."""
+        atomic rename once fully written) whose expiry has passed or whose header is unreadable, a spent
+        photo whose repeat grace is over, and a work file (``.<id>.partial`` being written,
+        ``.<id>.<rand>.sending`` on its way to a phone, ``.<id>.<rand>.repeat`` kept for a repeat) older
+        than ``work_file_grace_seconds``. A work file younger than that belongs to a create() or a
+        collection running now, and deleting it would fail a guest's delivery or lose the photo of a link
+        being collected."""
         removed = 0
         now = self.clock()
         wall = time.time()  # ctimes are the filesystem's wall-clock time, whatever self.clock is
+        monotonic = time.monotonic()
+        with self._lock:
+            over = [obj_id for obj_id, r in self._repeats.items() if r.until <= monotonic]
+            ended = [self._repeats.pop(obj_id) for obj_id in over]
+        for repeat in ended:
+            with contextlib.suppress(FileNotFoundError):
+                repeat.path.unlink()
+                removed += 1
         with self._lock, os.scandir(self.directory) as entries:
             for entry in entries:
                 path = Path(entry.path)
                 try:
                     if entry.name.startswith("."):
-                        # ctime, not mtime: a rename (to .spent) updates it, and keeps the delivery's mtime.
+                        # ctime, not mtime: a rename (to .sending) updates it, and keeps the delivery's mtime.
                         changed = entry.stat(follow_symlinks=False).st_ctime
                         expired = wall - changed > self.work_file_grace_seconds
                     else:

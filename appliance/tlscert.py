@@ -1,7 +1,9 @@
-"""The one way a server certificate for the kiosk is built: a leaf for its host names, never a CA.
+"""The one way a server certificate for the kiosk is built (a leaf for its host names, never a CA), and the
+one way its expiry is read.
 
-Used by the delivery listener's self-signed fallback (``kiosk_ui.serve.ephemeral_certificate``) and by
-provisioning's local CA (``provisioning.tls``), which both sit above ``appliance``.
+Used by the delivery listener's self-signed fallback (``kiosk_ui.serve.ephemeral_certificate``), by
+provisioning's local CA and ACME renewal (``provisioning.tls``, ``provisioning.acme``), by ``doctor`` and by
+``/metrics`` (``kiosk_ui.metrics``), which all sit above ``appliance``.
 """
 
 from __future__ import annotations
@@ -9,6 +11,7 @@ from __future__ import annotations
 import datetime
 import ipaddress
 from collections.abc import Sequence
+from pathlib import Path
 
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes
@@ -72,3 +75,19 @@ def server_leaf(
             x509.AuthorityKeyIdentifier.from_issuer_subject_key_identifier(issuer_key_id), critical=False
         )
     return builder.sign(sign_key, hashes.SHA256())
+
+
+def certificate_not_after(chain_pem: bytes) -> datetime.datetime:
+    """notAfter (UTC) of the first certificate in ``chain_pem``: the leaf, in the order the delivery
+    listener's file holds it. Raises ValueError when there is no PEM certificate."""
+    return x509.load_pem_x509_certificates(chain_pem)[0].not_valid_after_utc
+
+
+def days_until_expiry(path: Path, *, now: datetime.datetime | None = None) -> float:
+    """Days (fractional, negative once expired) until the leaf certificate in the PEM file ``path`` expires.
+
+    Raises OSError when the file cannot be read and ValueError when it holds no PEM certificate.
+    """
+    not_after = certificate_not_after(path.read_bytes())
+    moment = now if now is not None else datetime.datetime.now(datetime.timezone.utc)
+    return (not_after - moment).total_seconds() / 86400.0

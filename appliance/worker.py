@@ -9,6 +9,7 @@ Life of a worker::
     spawned (warm spare) -> loads the engine, camera closed -> "ready"
     begin(session id)    -> creates the session vault (fresh key in locked, undumpable memory)
     open_camera          -> only after consent
+    (or, instead of begin: open_camera(check=True) -> check_frame ...: the staff camera check, no vault)
     preview / capture / render / image / inventory / delete
     wipe                 -> vault wiped (files unlinked, key destroyed), camera closed, process exits
 
@@ -42,19 +43,31 @@ from appliance.config import KioskConfig
 from appliance.hardening import harden_process, zero_array
 from appliance.logsafe import configure_logging
 from appliance.retention import VAULT_BACKSTOP_SECONDS
-from appliance.store import SessionVault, StoreError
+from appliance.vault import SessionVault, StoreError
+from engine.anonymise import anonymised_view
 from engine.compose import background_image, parse_background
+from engine.detect import Face, primary_face
 from engine.errors import EngineError, NoFace
 from engine.imageio import encode_jpeg
 from engine.pipeline import Cutout, HeadshotEngine
 from engine.preview import PreviewAnalyzer, replace_background
+from engine.scene import scene_problem
 
 logger = logging.getLogger(__name__)
 
 RgbImage = npt.NDArray[np.uint8]
 PREVIEW_JPEG_QUALITY = 80
+CHECK_JPEG_QUALITY = 75
 CAPTURE_KIND = "capture"
 HEADSHOT_KIND = "headshot"
+# Why a capture burst kept nothing (``engine.scene.scene_problem`` codes), in the order a tie is reported,
+# with what the guest should do. The facade returns the guest to the live preview on any of them.
+CAPTURE_REFUSALS = {
+    "no_face": "we could not see a face; look at the camera and try again",
+    "step_apart": "someone else is in the picture; ask them to step aside and try again",
+    "face_cut_off": "the face was at the edge of the picture; move to the middle and try again",
+    "face_too_small": "the face was too far away; step closer and try again",
+}
 
 
 class Cancelled(BaseException):
@@ -81,7 +94,8 @@ class WorkerError(Exception):
 class _Take:
     capture_id: str  # object id of the encrypted capture in the vault
     shape: tuple[int, int, int]
-    face: Any
+    face: Face  # the guest
+    others: tuple[Face, ...]  # everybody else the detector saw: the render removes them from the matte
 
 
 def _sharpness(rgb: RgbImage, box: tuple[float, float, float, float]) -> float:
@@ -111,6 +125,9 @@ class SessionWorker:
         self._backdrops: dict[tuple[str, int, int], RgbImage] = {}
         self.skin_smoothing: bool | None = None
         self.retention_seconds = VAULT_BACKSTOP_SECONDS
+        # Serving the staff camera check: no vault, never a visit (it is ended like one, and a fresh
+        # worker serves the next guest).
+        self.checking = False
 
     # -- requests -------------------------------------------------------------------------------------------
 
@@ -119,14 +136,21 @@ class SessionWorker:
     ) -> dict[str, Any]:
         """Start serving one visit: a fresh vault (new key). ``skin_smoothing`` is the guest's answer to
         that consent choice when the event offers it (None: the engine's configured default)."""
-        if self.vault is not None:
-            raise WorkerError("busy", "this worker already serves a session")
+        if self.vault is not None or self.checking:
+            raise WorkerError("busy", "this worker already serves a session or a camera check")
         self.vault = SessionVault.create(Path(self.store_dir), session_id, capacity_bytes=capacity_bytes)
         self.skin_smoothing = skin_smoothing
         return {"key_memory": self.vault.key.mechanism.value}
 
-    def open_camera(self) -> dict[str, Any]:
-        self._need_vault()
+    def open_camera(self, check: bool = False) -> dict[str, Any]:
+        """Open the camera: for the visit that has begun, or (``check``) for the staff camera check, which
+        begins no visit and makes only anonymised frames (``check_frame``)."""
+        if check:
+            if self.vault is not None:
+                raise WorkerError("busy", "this worker serves a session")
+            self.checking = True
+        else:
+            self._need_vault()
         if self.camera is None:
             self.camera = make_frame_source(self.cfg.camera)
         if not self.camera.is_open:
@@ -157,10 +181,29 @@ class SessionWorker:
         zero_array(rgb)
         return {
             "jpeg": jpeg,
-            "hints": list(analysis.hints),
+            # Someone else in the guest's picture comes first: the capture would not keep such a frame.
+            "hints": (["step_apart"] if analysis.problem == "step_apart" else []) + list(analysis.hints),
             "face": face,
             "size": [rgb.shape[1], rgb.shape[0]],
         }
+
+    def check_frame(self) -> dict[str, Any]:
+        """One camera-check frame: every person a flat silhouette, every face box hidden and outlined, the
+        framing guide and the set-up readings drawn in (``engine.anonymise``). No pixel of a person leaves
+        this process; the raw frame is zeroed before the reply."""
+        if not self.checking or self.camera is None or not self.camera.is_open:
+            raise WorkerError("camera_closed", "the camera check is not running in this worker")
+        rgb = self.camera.read().image
+        try:
+            # The engine's detector (search windows included), the one a capture uses, finds the faces to
+            # hide; the preview's selfie segmentation finds the rest of each person.
+            faces = self.engine.detect_faces(rgb)
+            shown, measured = anonymised_view(rgb, self.preview.segment(rgb), faces, self.engine.detect_faces)
+        finally:
+            zero_array(rgb)
+        jpeg = encode_jpeg(shown, quality_percent=CHECK_JPEG_QUALITY)
+        zero_array(shown)
+        return {"jpeg": jpeg, "readings": measured.as_json(), "size": [rgb.shape[1], rgb.shape[0]]}
 
     def _backdrop(self, background: str, w: int, h: int) -> RgbImage:
         key = (background, w, h)
@@ -173,32 +216,40 @@ class SessionWorker:
         return self._backdrops[key]
 
     def capture(self, burst: int) -> dict[str, Any]:
-        """Take a short burst, keep the sharpest frame with a face, store it encrypted. Nothing is kept
-        when no frame has a face."""
+        """Take a short burst and keep the sharpest frame the render would take as it is: the guest's face
+        whole, large enough, and nobody else's face in the guest's framing box (``engine.scene``). Nothing
+        is kept when no frame qualifies; the refusal then names what was wrong in most frames
+        (``CAPTURE_REFUSALS``), so the guest is told what to change (step apart, step closer, ...)."""
         vault = self._need_vault()
         cam = self._need_camera()
-        best: tuple[float, RgbImage, Any] | None = None
+        preset = self.cfg.event.presets[0]  # the first headshot is rendered with it
+        best: tuple[float, RgbImage, Face, tuple[Face, ...]] | None = None
+        problems: list[str] = []
         for _ in range(max(1, burst)):
             rgb = cam.read().image
-            try:
-                face, _notes = self.engine.find_face(rgb)
-            except NoFace:
+            size = (rgb.shape[1], rgb.shape[0])
+            faces = self.engine.detect_faces(rgb)
+            problem = scene_problem(faces, size, preset)
+            face = primary_face(faces, size)
+            if problem is not None or face is None:
+                problems.append(problem or "no_face")
                 zero_array(rgb)
                 continue
             score = _sharpness(rgb, face.bbox) * face.score
             if best is None or score > best[0]:
                 if best is not None:
                     zero_array(best[1])
-                best = (score, rgb, face)
+                best = (score, rgb, face, tuple(f for f in faces if f is not face))
             else:
                 zero_array(rgb)
         if best is None:
-            raise WorkerError("no_face", "we could not see a face; look at the camera and try again")
-        _, rgb, face = best
+            code = max(CAPTURE_REFUSALS, key=problems.count)  # ties: the first in CAPTURE_REFUSALS
+            raise WorkerError(code, CAPTURE_REFUSALS[code])
+        _, rgb, face, others = best
         shape = (int(rgb.shape[0]), int(rgb.shape[1]), 3)
         capture_id = vault.put(CAPTURE_KIND, rgb.tobytes(), expires_at=self.clock() + self.retention_seconds)
         zero_array(rgb)
-        self.takes[capture_id] = _Take(capture_id, shape, face)
+        self.takes[capture_id] = _Take(capture_id, shape, face, others)
         return {"take": capture_id, "warnings": []}
 
     def _capture_pixels(self, take_id: str) -> tuple[RgbImage, _Take]:
@@ -220,7 +271,9 @@ class SessionWorker:
         if cut is None:
             rgb, take = self._capture_pixels(take_id)
             try:
-                cut = self.engine.cutout(rgb, take.face, preset, smoothing=self.skin_smoothing)
+                cut = self.engine.cutout(
+                    rgb, take.face, preset, smoothing=self.skin_smoothing, others=take.others
+                )
             finally:
                 zero_array(rgb)
             self._cutouts[key] = cut
@@ -324,6 +377,7 @@ def _serve(conn: Connection, worker: SessionWorker) -> int:
         "begin": worker.begin,
         "open_camera": worker.open_camera,
         "frame": worker.frame,
+        "check_frame": worker.check_frame,
         "capture": worker.capture,
         "render": worker.render,
         "image": worker.image,

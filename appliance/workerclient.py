@@ -12,19 +12,23 @@ facade holds a pool and not five fields and three code paths.
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import threading
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from appliance.store import HeldItem
+from appliance.errors import WorkerFailed
+from appliance.vault import HeldItem
 from appliance.workerproc import WorkerDied, WorkerProcess, WorkerRequestError
 
 logger = logging.getLogger(__name__)
 
 __all__ = [
     "CameraState",
+    "CheckFrame",
+    "CheckReadings",
     "Frame",
     "Rendered",
     "SparePool",
@@ -43,6 +47,39 @@ class Frame:
     jpeg: bytes
     hints: tuple[str, ...]
     face: tuple[float, float, float, float] | None
+    size: tuple[int, int]
+
+
+@dataclass(frozen=True)
+class CheckReadings:
+    """The set-up readings of one camera-check frame (``engine.anonymise.SetupReadings`` as the worker
+    sent them): exposure (mean coded luma 0-1, clipped fractions), grey-world white balance (R/G, B/G over
+    the background), focus (Laplacian variance on the background), the fraction hidden by silhouettes, the
+    face boxes as fractions of the frame (outlines only) and the problem codes. Nothing describes a person."""
+
+    mean_luma: float
+    clipped_highlights: float
+    clipped_shadows: float
+    red_green: float
+    blue_green: float
+    focus: float
+    hidden: float
+    faces: tuple[tuple[float, float, float, float], ...]
+    problems: tuple[str, ...]
+
+    def as_json(self) -> dict[str, Any]:
+        data = dataclasses.asdict(self)
+        data["faces"], data["problems"] = [list(f) for f in self.faces], list(self.problems)
+        return data
+
+
+@dataclass(frozen=True)
+class CheckFrame:
+    """One staff camera-check frame: JPEG bytes in which every person is a flat silhouette (the caller's to
+    send and forget), its readings, and the frame size ``(width, height)`` in px."""
+
+    jpeg: bytes
+    readings: CheckReadings
     size: tuple[int, int]
 
 
@@ -73,7 +110,7 @@ class CameraState:
     failures: int = 0
 
     def as_json(self) -> dict[str, Any]:
-        if self.state == "closed" and not (self.reconnects or self.failures):
+        if self.state in ("closed", "unknown") and not (self.reconnects or self.failures):
             return {"state": "closed"}
         return {"state": self.state, "reconnects": self.reconnects, "failures": self.failures}
 
@@ -119,6 +156,29 @@ class WorkerClient:
             face=None if face is None else (float(face[0]), float(face[1]), float(face[2]), float(face[3])),
             size=(int(width), int(height)),
         )
+
+    def open_check_camera(self) -> str:
+        """Open the camera for the staff camera check: the worker begins no visit, serves only
+        ``check_frame`` from now on, and is ended (never reused) when the check ends."""
+        return str(self.process.call("open_camera", check=True)["camera"])
+
+    def check_frame(self) -> CheckFrame:
+        """One anonymised camera-check frame (``engine.anonymise.anonymised_view``)."""
+        reply = self.process.call("check_frame")
+        r = reply["readings"]
+        width, height = reply["size"]
+        readings = CheckReadings(
+            mean_luma=float(r["mean_luma"]),
+            clipped_highlights=float(r["clipped_highlights"]),
+            clipped_shadows=float(r["clipped_shadows"]),
+            red_green=float(r["red_green"]),
+            blue_green=float(r["blue_green"]),
+            focus=float(r["focus"]),
+            hidden=float(r["hidden"]),
+            faces=tuple((float(f[0]), float(f[1]), float(f[2]), float(f[3])) for f in r["faces"]),
+            problems=tuple(str(p) for p in r["problems"]),
+        )
+        return CheckFrame(jpeg=bytes(reply["jpeg"]), readings=readings, size=(int(width), int(height)))
 
     def capture(self, *, burst: int) -> Taken:
         reply = self.process.call("capture", burst=burst)
@@ -167,20 +227,16 @@ class WorkerClient:
 class SparePool:
     """The one warm worker: started in the background, handed to a visit at consent, replaced after.
 
-    ``spawn`` starts one unless one is ready or loading; ``claim`` waits for it and takes it; ``give_back``
+    ``spawn`` starts one unless one is ready or loading; ``take`` waits for it and takes it; ``give_back``
     returns a worker that never began a visit (it holds nothing of anyone). ``start_worker`` builds and
-    loads one ``WorkerProcess`` (blocking; called on the pool's thread). ``on_ready`` receives the info the
-    worker reported (its inference backend). Thread-safe.
+    loads one ``WorkerProcess`` (blocking; called on the pool's thread). Thread-safe.
     """
 
-    def __init__(
-        self,
-        start_worker: Callable[[], WorkerProcess],
-        *,
-        on_ready: Callable[[dict[str, Any]], None] | None = None,
-    ) -> None:
+    def __init__(self, start_worker: Callable[[], WorkerProcess]) -> None:
         self._start_worker = start_worker
-        self._on_ready = on_ready
+        # The inference runtime the last worker actually loaded: with backend = "auto" the config alone does
+        # not say whether a unit runs TensorRT or fell back to ONNX Runtime.
+        self.engine_backend: str | None = None
         self._lock = threading.Lock()
         self._spare: WorkerProcess | None = None
         self._ready = threading.Event()
@@ -234,9 +290,9 @@ class SparePool:
             self._ready.set()
             return
         logger.info("warm worker %d ready (backend %s)", worker.pid, info.get("backend"))
-        if self._on_ready is not None:
-            self._on_ready(info)
+        backend = info.get("backend")
         with self._lock:
+            self.engine_backend = None if backend is None else str(backend)
             self._spawning = False
             # Closed meanwhile, or a claimed worker was given back while this one loaded: one spare only.
             surplus = self._closed or self._spare is not None
@@ -246,12 +302,23 @@ class SparePool:
             worker.kill()
         self._ready.set()
 
-    def wait(self, timeout: float) -> str | None:
-        """Block until a spare is ready or failed (``timeout`` s); returns the error, or None if ready.
-        Raises ``TimeoutError`` when nothing happened in time."""
+    def wait(self, timeout: float) -> None:
+        """Block until a spare is ready (``timeout`` s). ``WorkerFailed`` if it could not start or nothing
+        happened in time."""
         if not self._ready.wait(timeout):
-            raise TimeoutError("no spare worker in time")
-        return self.error
+            raise WorkerFailed("the photo engine did not start in time")
+        error = self.error
+        if error is not None:
+            raise WorkerFailed(f"the photo engine could not start: {error}")
+
+    def take(self, timeout: float) -> WorkerProcess:
+        """Start a spare if none is loading, wait for it (``wait``) and take it."""
+        self.spawn()
+        self.wait(timeout)
+        worker = self.claim()
+        if worker is None:  # another caller took it first (the facade lets only one visit consent)
+            raise WorkerFailed("the photo engine is not available")
+        return worker
 
     def claim(self) -> WorkerProcess | None:
         """Take the ready spare (None if there is none)."""

@@ -8,6 +8,8 @@ from __future__ import annotations
 from engine.errors import (
     BackendUnavailable,
     EngineError,
+    FaceCutOff,
+    FaceTooSmall,
     ImageTooLarge,
     ModelError,
     NoFace,
@@ -19,6 +21,8 @@ from engine.errors import (
 __all__ = [
     "BackendUnavailable",
     "EngineError",
+    "FaceCutOff",
+    "FaceTooSmall",
     "ImageTooLarge",
     "ModelError",
     "NoFace",

@@ -192,6 +192,12 @@ class FaceDetector:
             return face
         return _shift(closer[0], ox, oy)
 
+    def detect_view(self, rgb: RgbImage) -> list[Face]:
+        """One BlazeFace run on the whole of ``rgb`` (letterboxed to 128×128), best first: no search
+        windows and no second look at small faces. For a crop that is already about a face's size (the
+        matting input), where only the boxes matter."""
+        return self._detect_region(rgb)
+
     def _detect_region(self, rgb: RgbImage) -> list[Face]:
         tensor, box = letterbox(rgb)
         out = self._backend.infer({self._input: tensor})

@@ -26,7 +26,23 @@ class ImageTooLarge(ImageError):
 
 
 class NoFace(EngineError):
+    """No face that can make a headshot. The subclasses say why a face that *was* found cannot; the
+    kiosk skips a burst frame on any of them, exactly as the CLI refuses the photo."""
+
     code = "no_face"
+
+
+class FaceTooSmall(NoFace):
+    """The guest's face is below ``engine.scene.MIN_FACE_FRACTION`` of the frame (or
+    ``MIN_FACE_PIXELS``): a scene, not a portrait."""
+
+    code = "face_too_small"
+
+
+class FaceCutOff(NoFace):
+    """The guest's face box or an eye is cut by the photo's edge."""
+
+    code = "face_cut_off"
 
 
 class ModelError(EngineError):

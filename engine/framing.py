@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
+from typing import TypeVar
 
 import cv2
 import numpy as np
@@ -12,9 +13,16 @@ import numpy.typing as npt
 from engine.detect import Face
 from engine.imageio import RgbImage
 
+_Plane = TypeVar("_Plane", npt.NDArray[np.uint8], npt.NDArray[np.float32])
+
 EYE_LINE_FROM_TOP = 0.40
 """Eye line position as a fraction of the output height (professional headshot convention: 38–42 %)."""
 MAX_ROLL_CORRECTION_DEG = 30.0
+EDGE_FADE = 0.07
+"""Where the photo's left, right or top edge lies inside the output, the matte fades out over this
+fraction of the output width before it (a body cut by the photo's edge never shows the cut)."""
+BOTTOM_FADE = 0.16
+"""Below the photo's bottom edge the body is continued and fades out over this fraction of the height."""
 
 
 @dataclass(frozen=True)
@@ -22,19 +30,28 @@ class Preset:
     """An output format. ``face_height`` is the detector's face box height as a fraction of the output
     height: one number per preset, so every guest's head has the same size in the same preset.
     ``matte_size`` (h, w) is the matting network input: multiples of 32 (MODNet downsamples 32×),
-    about 0.25 MP so a full render costs less than matting a whole photo."""
+    about 0.25 MP so a full render costs less than matting a whole photo. TensorRT plans are built for it.
+
+    ``cpu_matte_size`` (h, w) is the smaller input used on ONNX Runtime (the CPU), where MODNet is most
+    of a render's time and its cost grows with the pixel count: about 0.57× the pixels (0.15 MP), the
+    matte upsampled to the output as before. The difference to the ``matte_size`` matte is measured on
+    the test portraits (``tests/engine/test_speed.py``). None: use ``matte_size`` everywhere."""
 
     name: str
     width: int
     height: int
     face_height: float
     matte_size: tuple[int, int]
+    cpu_matte_size: tuple[int, int] | None = None
 
 
 PRESETS: dict[str, Preset] = {
-    "square": Preset("square", 1024, 1024, 0.27, (512, 512)),  # LinkedIn and most profile pictures
-    "portrait": Preset("portrait", 1080, 1350, 0.235, (576, 448)),  # 4:5, Instagram/LinkedIn feed
-    "badge": Preset("badge", 600, 800, 0.30, (640, 480)),  # 3:4, ID badges
+    # LinkedIn and most profile pictures
+    "square": Preset("square", 1024, 1024, 0.27, (512, 512), (384, 384)),
+    # 4:5, Instagram/LinkedIn feed
+    "portrait": Preset("portrait", 1080, 1350, 0.235, (576, 448), (448, 352)),
+    # 3:4, ID badges
+    "badge": Preset("badge", 600, 800, 0.30, (640, 480), (480, 352)),
 }
 
 
@@ -138,21 +155,38 @@ def padding_masks(
 ) -> tuple[npt.NDArray[np.float32], npt.NDArray[np.float32]]:
     """Two h×w float32 masks in [0, 1] at ``size`` = (w, h), a scaled copy of the output frame:
 
-    ``valid`` is 1 where the output shows the photo. Below the photo's bottom edge counts as valid: a body
-    continues down out of the frame, and padding there with background would leave the guest's
-    shoulders floating. ``below`` is 1 in that continued region, which ``soften_continuation`` smooths."""
+    ``valid`` multiplies the matte: 1 where the output shows the photo away from its edges, 0 past them.
+    A person cut by the photo's edge must not show the cut (a straight line floating in the studio
+    backdrop, tilted after roll correction), so the matte fades out towards the photo's left, right and
+    top edges over ``EDGE_FADE`` of the output width (smoothstep in the distance to the edge, which is
+    measured along the photo's own axes, so a rolled edge fades along its own slant). Below the photo's
+    bottom edge the body is continued (``continue_alpha``; padding there with background would leave
+    the shoulders floating) and fades out over ``BOTTOM_FADE`` of the output height.
+    ``below`` is 1 in that continued region, which ``soften_continuation`` smooths."""
     w, h = size
     pw, ph = image_size
     m = _scaled(framing.matrix, w / framing.preset.width, h / framing.preset.height)
     inv = cv2.invertAffineTransform(m)
-    ys, xs = np.mgrid[0:h, 0:w].astype(np.float32)
+    # A row of x and a column of y, broadcast: the same float32 values as a full grid, fewer passes.
+    xs = np.arange(w, dtype=np.float32)[None, :]
+    ys = np.arange(h, dtype=np.float32)[:, None]
     sx = inv[0, 0] * xs + inv[0, 1] * ys + inv[0, 2]
     sy = inv[1, 0] * xs + inv[1, 1] * ys + inv[1, 2]
-    # Soft one-pixel ramps at the edges so padding does not cut a hard line through hair.
+    # Photo pixels -> mask pixels, so the fade widths are fractions of the output whatever the zoom.
+    px = framing.scale * w / framing.preset.width
+    side = max(1.0, EDGE_FADE * w)
+    fade_x = _smoothstep(np.minimum(sx + 0.5, pw - 0.5 - sx) * (px / side))
+    fade_top = _smoothstep((sy + 0.5) * (px / side))
+    fade_below = 1.0 - _smoothstep((sy - (ph - 1.0)) * (px / max(1.0, BOTTOM_FADE * h)))
     inside_x = np.clip(np.minimum(sx + 0.5, pw - 0.5 - sx), 0, 1)
-    inside_top = np.clip(sy + 0.5, 0, 1)
     below = np.clip(sy - (ph - 1.5), 0, 1) * inside_x
-    return np.asarray(inside_x * inside_top, dtype=np.float32), np.asarray(below, dtype=np.float32)
+    valid = fade_x * fade_top * fade_below
+    return np.asarray(valid, dtype=np.float32), np.asarray(below, dtype=np.float32)
+
+
+def _smoothstep(t: npt.NDArray[np.float32]) -> npt.NDArray[np.float32]:
+    t = np.clip(t, 0.0, 1.0)
+    return np.asarray(t * t * (3.0 - 2.0 * t), dtype=np.float32)
 
 
 def soften_continuation(crop: RgbImage, below: npt.NDArray[np.float32]) -> RgbImage:
@@ -162,15 +196,41 @@ def soften_continuation(crop: RgbImage, below: npt.NDArray[np.float32]) -> RgbIm
     if not below.any():
         return crop
     h, w = crop.shape[:2]
-    small = cv2.resize(crop, (max(8, w // 4), max(8, h // 4)), interpolation=cv2.INTER_AREA)
-    small = cv2.GaussianBlur(small, (0, 0), sigmaX=max(1.0, w / 160), sigmaY=max(1.0, h / 400))
-    blurred = cv2.resize(small, (w, h), interpolation=cv2.INTER_LINEAR)
     # Ramp in over a few percent of the height so the photo's last row does not show as a seam
     # (blurred at the mask's own, smaller scale: same look, a fraction of the cost).
-    ramp = cv2.GaussianBlur(below, (0, 0), sigmaX=max(1.0, below.shape[0] / 80))
-    weight = cv2.resize(ramp, (w, h), interpolation=cv2.INTER_LINEAR)
-    crop[:] = cv2.blendLinear(blurred, crop, weight, np.subtract(1.0, weight, dtype=np.float32))
+    ramp = np.asarray(cv2.GaussianBlur(below, (0, 0), sigmaX=max(1.0, below.shape[0] / 80)), dtype=np.float32)
+    # Rows above the ramp keep the photo exactly (weight 0), so only the rows from the first one the
+    # ramp reaches are resized and blended: the same pixels as doing all of them, at a fraction of the cost.
+    rows = np.flatnonzero(ramp.any(axis=1))
+    first = max(0, int((int(rows[0]) - 1) * h / ramp.shape[0]) - 2) if rows.size else h
+    if first >= h:
+        return crop
+    small = cv2.resize(crop, (max(8, w // 4), max(8, h // 4)), interpolation=cv2.INTER_AREA)
+    small = cv2.GaussianBlur(small, (0, 0), sigmaX=max(1.0, w / 160), sigmaY=max(1.0, h / 400))
+    blurred = resize_rows(np.asarray(small, dtype=np.uint8), (w, h), first)
+    weight = resize_rows(ramp, (w, h), first)
+    part = crop[first:]
+    part[:] = cv2.blendLinear(blurred, part, weight, np.subtract(1.0, weight, dtype=np.float32))
     return crop
+
+
+def resize_rows(src: _Plane, size: tuple[int, int], first: int) -> _Plane:
+    """Rows ``first:`` of ``cv2.resize(src, size, interpolation=cv2.INTER_LINEAR)``, bit for bit, computing
+    only those rows when the vertical scale allows it: a dyadic ratio (2×, 4×, 8/3×: the sampling
+    positions of a block resized on its own are then exactly those of the whole), else the whole
+    image is resized and sliced. ``size`` is (w, h) as for cv2."""
+    w, h = size
+    hs = src.shape[0]
+    g = math.gcd(h, hs)
+    dst_step, src_step = h // g, hs // g
+    k = first // dst_step - 2  # two source rows of margin: no clamping at the block's top edge
+    # OpenCV samples destination row y at (y + 0.5) * scale - 0.5 with scale = 1 / (h / hs) in double
+    # precision: exact for every row only when that scale is a dyadic fraction.
+    exact = dst_step & (dst_step - 1) == 0 and 1.0 / (h / hs) == src_step / dst_step
+    if k <= 0 or not exact:
+        return np.asarray(cv2.resize(src, size, interpolation=cv2.INTER_LINEAR)[first:], dtype=src.dtype)
+    out = cv2.resize(src[k * src_step :], (w, h - k * dst_step), interpolation=cv2.INTER_LINEAR)
+    return np.asarray(out[first - k * dst_step :], dtype=src.dtype)
 
 
 def continue_alpha(alpha: npt.NDArray[np.float32], below: npt.NDArray[np.float32]) -> None:

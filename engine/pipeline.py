@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -17,7 +17,7 @@ from engine.backend import InferenceBackend
 from engine.compose import Background, background_image, composite, parse_background
 from engine.config import EngineConfig
 from engine.detect import Face, FaceDetector, primary_face
-from engine.errors import NoFace
+from engine.errors import FaceCutOff, FaceTooSmall, NoFace
 from engine.framing import (
     PRESETS,
     Framing,
@@ -33,11 +33,15 @@ from engine.matting import AlphaMap, Matter, decontaminate, refine_alpha
 from engine.models import FACE_DETECTION, MATTING, verified_path
 from engine.retouch import FaceGeometry, map_face, skin_patch_mask, smooth_skin
 from engine.runtime import open_backend
+from engine.scene import box_iou, boxes_in_crop, face_problem, keep_guest
 from engine.tone import apply_tone
 
 logger = logging.getLogger(__name__)
 
 SMALL_FACE_PX = 90  # a face box smaller than this in the photo is upscaled so much it looks soft
+CROP_DETECT_GAIN = 1.25
+"""Run the detector on the matting crop only when it shows the photo at least this much larger than the
+whole-photo run did (both are letterboxed to 128 px); otherwise the whole-photo faces are reused."""
 
 
 @dataclass
@@ -101,6 +105,23 @@ class Headshot:
     warnings: tuple[str, ...]
 
 
+def shrink(image: RgbImage, size: tuple[int, int]) -> RgbImage:
+    """``image`` reduced to ``size`` (w, h) without aliasing, as a new array: halved with an area filter
+    while it stays at least twice the target (OpenCV's exact 2× box path, a fraction of a millisecond at
+    1024²), then the last step below 2×, bilinear (an area filter at a fractional ratio costs ~10× more)."""
+    w, h = size
+    out = image
+    while out.shape[1] >= 2 * w and out.shape[0] >= 2 * h:
+        out = np.asarray(
+            cv2.resize(out, (out.shape[1] // 2, out.shape[0] // 2), interpolation=cv2.INTER_AREA),
+            dtype=np.uint8,
+        )
+    if out.shape[:2] == (h, w):
+        return out if out is not image else image.copy()
+    interpolation = cv2.INTER_AREA if out is image else cv2.INTER_LINEAR
+    return np.asarray(cv2.resize(out, (w, h), interpolation=interpolation), dtype=np.uint8)
+
+
 class HeadshotEngine:
     """Loads the detector and matting models once; renders any number of photos.
 
@@ -134,21 +155,47 @@ class HeadshotEngine:
             max_bytes=int(self.cfg.max_input_mib * 2**20),
         )
 
-    def find_face(self, rgb: RgbImage, timings: Timings | None = None) -> tuple[Face, tuple[str, ...]]:
-        """The primary face and warnings (``several_faces``, ``small_face``). Raises ``NoFace``."""
+    def detect_faces(self, rgb: RgbImage, timings: Timings | None = None) -> list[Face]:
+        """Every face the detector finds in ``rgb`` (photo pixels), best first; one BlazeFace run
+        (a few more when the whole view finds nothing). What ``engine.scene.scene_problem`` takes."""
         t0 = time.perf_counter()
         faces = self._detector.detect(rgb)
         if timings is not None:
             timings.inference += (time.perf_counter() - t0) * 1000
-        face = primary_face(faces, (rgb.shape[1], rgb.shape[0]))
+        return faces
+
+    def find_face(self, rgb: RgbImage, timings: Timings | None = None) -> tuple[Face, tuple[str, ...]]:
+        """The primary face and warnings (``several_faces``, ``small_face``). Raises ``NoFace``, or its
+        subclasses ``FaceTooSmall`` / ``FaceCutOff`` when the face found cannot make a real headshot
+        (``engine.scene.face_problem``): callers that skip frames on ``NoFace`` skip those too."""
+        face, _faces, notes = self._guest(rgb, timings)
+        return face, notes
+
+    def _guest(
+        self, rgb: RgbImage, timings: Timings | None = None
+    ) -> tuple[Face, list[Face], tuple[str, ...]]:
+        faces = self.detect_faces(rgb, timings)
+        size = (rgb.shape[1], rgb.shape[0])
+        face = primary_face(faces, size)
         if face is None:
             raise NoFace("no face was found; face the camera with your whole face visible")
+        problem = face_problem(face, size)
+        if problem == "face_too_small":
+            raise FaceTooSmall(
+                f"the face is {face.height:.0f} px tall in a {size[0]}×{size[1]} photo, too small for a "
+                "headshot (needs at least 8 % of the shorter side and 32 px); step closer or crop the photo"
+            )
+        if problem == "face_cut_off":
+            raise FaceCutOff(
+                "the face is cut by the edge of the photo; the whole face, both eyes included, "
+                "must be inside the picture"
+            )
         notes: list[str] = []
         if len(faces) > 1:
             notes.append("several_faces")
         if face.height < SMALL_FACE_PX:
             notes.append("small_face")
-        return face, tuple(notes)
+        return face, faces, tuple(notes)
 
     def cutout(
         self,
@@ -158,29 +205,72 @@ class HeadshotEngine:
         timings: Timings | None = None,
         *,
         smoothing: bool | None = None,
+        others: Sequence[Face] = (),
     ) -> Cutout:
         """Frame, matte, refine edges, tone and retouch one take for one preset. ``smoothing`` overrides
-        ``EngineConfig.skin_smoothing`` for this call (a guest's own answer); None keeps the config's."""
+        ``EngineConfig.skin_smoothing`` for this call (a guest's own answer); None keeps the config's.
+
+        Only the guest stays in the matte (``engine.scene.keep_guest``). ``others`` are the other faces
+        found in ``rgb`` (photo pixels) if the caller has them; the crop is searched for faces as well
+        (one BlazeFace run on the matting input), so a caller that kept only ``face`` loses nothing."""
+        return self._cutout(rgb, face, preset, timings, smoothing=smoothing, others=others)
+
+    def _matte_size(self, preset: Preset) -> tuple[int, int]:
+        """The matting input (h, w) this engine uses for ``preset``: ``preset.cpu_matte_size`` on ONNX
+        Runtime, where MODNet's cost is most of a render, ``preset.matte_size`` on TensorRT."""
+        if self.backend_name == "onnxruntime" and preset.cpu_matte_size is not None:
+            return preset.cpu_matte_size
+        return preset.matte_size
+
+    def _cutout(
+        self,
+        rgb: RgbImage,
+        face: Face,
+        preset: str | Preset,
+        timings: Timings | None,
+        *,
+        smoothing: bool | None,
+        others: Sequence[Face],
+        all_faces: bool = False,
+    ) -> Cutout:
+        """``cutout``; ``all_faces`` says that ``others`` (with ``face``) are every face the detector found
+        in the whole of ``rgb``, which lets a crop that shows no more detail than that view reuse them."""
         p = PRESETS[preset] if isinstance(preset, str) else preset
         t = timings or Timings()
         size = (rgb.shape[1], rgb.shape[0])
         with t.stage("compose"):
             framing = frame_face(face, size, p)
-            mh, mw = p.matte_size
+            mh, mw = self._matte_size(p)
             crop = warp(rgb, framing)
-            valid = None
+            valid = below = None
             if framing.coverage < 1.0:
                 valid, below = padding_masks(size, framing, (mw, mh))
                 soften_continuation(crop, below)
-            small = np.asarray(cv2.resize(crop, (mw, mh), interpolation=cv2.INTER_AREA), dtype=np.uint8)
+            small = shrink(crop, (mw, mh))
         with t.stage("matte"):
             t0 = time.perf_counter()
             alpha_small = self._matter.matte(small)
             t.inference += (time.perf_counter() - t0) * 1000
+        with t.stage("detect"):
+            t0 = time.perf_counter()
+            # The photo seen through the crop at the detector's 128 px: when that is no closer a view than
+            # the whole photo was, a second run finds nothing the first did not.
+            closer = max(size) / (max(p.width, p.height) / framing.scale)
+            in_crop = [] if all_faces and closer < CROP_DETECT_GAIN else self._detector.detect_view(small)
+            t.inference += (time.perf_counter() - t0) * 1000
         with t.stage("compose"):
-            if valid is not None:
+            (guest_box,) = boxes_in_crop([face], framing, (mw, mh))
+            other_boxes = [
+                b
+                for b in boxes_in_crop([f for f in others if f is not face], framing, (mw, mh))
+                + [f.bbox for f in in_crop]
+                if box_iou(b, guest_box) < 0.3
+            ]
+            if valid is not None and below is not None:
                 continue_alpha(alpha_small, below)
                 alpha_small *= valid
+            guest_only = keep_guest(alpha_small, small, guest_box, other_boxes)
+            alpha_small = guest_only.alpha
             up = cv2.resize(alpha_small, (p.width, p.height), interpolation=cv2.INTER_LINEAR)
             alpha = refine_alpha(np.asarray(up, dtype=np.float32))
             fg, plate = decontaminate(crop, alpha)
@@ -191,7 +281,9 @@ class HeadshotEngine:
                 fg = smooth_skin(fg, geom, alpha)
             crop.fill(0)  # guest pixels: don't leave them for the allocator
             small.fill(0)
-        notes = ("face_partly_out_of_frame",) if framing.coverage < 0.85 else ()
+        notes: tuple[str, ...] = ("face_partly_out_of_frame",) if framing.coverage < 0.85 else ()
+        if other_boxes or guest_only.removed > 0.05:
+            notes += ("several_faces",)
         return Cutout(p, framing, face, geom, fg, alpha, plate, notes)
 
     def compose(self, cut: Cutout, background: str | Background, timings: Timings | None = None) -> RgbImage:
@@ -228,8 +320,8 @@ class HeadshotEngine:
     ) -> Headshot:
         p = PRESETS[preset]
         with t.stage("detect"):
-            face, face_notes = self.find_face(rgb, t)
-        cut = self.cutout(rgb, face, p, t)
+            face, faces, face_notes = self._guest(rgb, t)
+        cut = self._cutout(rgb, face, p, t, smoothing=None, others=faces, all_faces=True)
         try:
             pixels = self.compose(cut, bg, t)
         finally:
@@ -247,7 +339,7 @@ class HeadshotEngine:
             face=face,
             backend=self.backend_name,
             timings_ms=timings,
-            warnings=notes + face_notes + cut.warnings,
+            warnings=tuple(dict.fromkeys(notes + face_notes + cut.warnings)),  # once each, in order
         )
 
     def close(self) -> None:

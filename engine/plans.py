@@ -56,14 +56,18 @@ _CHUNK = 1 << 20
 class PlanSidecar:
     """What a plan was built for. Stored as JSON next to the plan (``<name>.plan.json``).
 
-    ``compute_capability`` is ``"major.minor"`` (Orin is ``"8.7"``); ``onnx_sha256`` is the lowercase hex
-    digest of the ONNX file the plan was built from; ``input_shapes`` maps each input name to its
-    (min, opt, max) shapes; ``built_at`` is an ISO 8601 UTC timestamp.
+    ``compute_capability`` is ``"major.minor"`` (Orin is ``"8.7"``); ``multiprocessor_count`` is the GPU's
+    SM count, because name and capability are the same on every Orin module (AGX 64 GB has 16 SMs, AGX
+    32 GB 14, NX and Nano 8 GB 8, Nano 4 GB 4) and a cloned image must not run another module's plans;
+    ``onnx_sha256`` is the lowercase hex digest of the ONNX file the plan was built from;
+    ``input_shapes`` maps each input name to its (min, opt, max) shapes; ``built_at`` is an ISO 8601 UTC
+    timestamp.
     """
 
     tensorrt_version: str
     gpu_name: str
     compute_capability: str
+    multiprocessor_count: int
     onnx_sha256: str
     precision: Precision
     input_shapes: Mapping[str, ShapeRange]
@@ -94,9 +98,12 @@ class PlanSidecar:
         unknown = sorted(doc.keys() - fields)
         if missing or unknown:
             raise ValueError(f"sidecar fields missing {missing} / unknown {unknown}")
-        for key in fields - {"input_shapes"}:
+        for key in fields - {"input_shapes", "multiprocessor_count"}:
             if not isinstance(doc[key], str):
                 raise ValueError(f"sidecar field {key} must be a string")
+        count = doc["multiprocessor_count"]
+        if not isinstance(count, int) or isinstance(count, bool) or count <= 0:
+            raise ValueError("sidecar field multiprocessor_count must be a positive integer")
         if doc["precision"] not in ("fp16", "fp32"):
             raise ValueError(f"sidecar precision must be fp16 or fp32, not {doc['precision']!r}")
         raw = doc["input_shapes"]
@@ -140,6 +147,12 @@ def read_sidecar(plan_path: Path) -> PlanSidecar:
         raise PlanMismatch(
             f"cannot read sidecar {path.name} ({type(exc).__name__}); run {REBUILD_COMMAND}"
         ) from None
+    if _predates_sm_count(text):
+        raise PlanMismatch(
+            f"sidecar {path.name} predates the GPU's multiprocessor count (an older build-engines), so it "
+            "cannot show the plan was built on this module (every Orin reports 'Orin', SM 8.7); "
+            f"rebuild the plans: run {REBUILD_COMMAND}"
+        )
     try:
         sidecar = PlanSidecar.from_json(text)
     except (ValueError, TypeError) as exc:  # json.JSONDecodeError is a ValueError
@@ -150,6 +163,15 @@ def read_sidecar(plan_path: Path) -> PlanSidecar:
             f"run {REBUILD_COMMAND}"
         )
     return sidecar
+
+
+def _predates_sm_count(text: str) -> bool:
+    """True for a sidecar of this builder written before ``multiprocessor_count`` existed."""
+    try:
+        doc = json.loads(text)
+    except ValueError:
+        return False
+    return isinstance(doc, dict) and doc.get("builder") == BUILDER_ID and "multiprocessor_count" not in doc
 
 
 def write_sidecar(plan_path: Path, sidecar: PlanSidecar) -> Path:
@@ -180,8 +202,10 @@ def check_sidecar(
     gpu_name: str,
     compute_capability: str,
     onnx_sha256: str,
+    multiprocessor_count: int,
 ) -> None:
-    """Raise PlanMismatch unless the plan was built by this TensorRT, for this GPU, from this ONNX file.
+    """Raise PlanMismatch unless the plan was built by this TensorRT, for this GPU (name, capability and
+    SM count), from this ONNX file.
 
     The message names every difference with both values and the rebuild command, e.g.
     ``plan built by TensorRT 8.6.2, runtime is 10.3.0; run python -m provisioning build-engines``.
@@ -196,6 +220,11 @@ def check_sidecar(
             f"plan built for compute capability {sidecar.compute_capability}, "
             f"this GPU has {compute_capability}"
         )
+    if sidecar.multiprocessor_count != multiprocessor_count:
+        problems.append(
+            f"plan built for a GPU with {sidecar.multiprocessor_count} SMs, this one has "
+            f"{multiprocessor_count} (another Jetson module)"
+        )
     if sidecar.onnx_sha256.lower() != onnx_sha256.lower():
         problems.append(
             f"plan built from ONNX sha256 {sidecar.onnx_sha256[:12]}…, "
@@ -207,12 +236,13 @@ def check_sidecar(
 
 @dataclasses.dataclass(frozen=True)
 class PlanTarget:
-    """What a plan must have been built for to run here: the TensorRT version and the GPU (its name and
-    ``"major.minor"`` compute capability). :func:`plan_target` reads this machine's."""
+    """What a plan must have been built for to run here: the TensorRT version and the GPU (its name,
+    ``"major.minor"`` compute capability and SM count). :func:`plan_target` reads this machine's."""
 
     tensorrt_version: str
     gpu_name: str
     compute_capability: str
+    multiprocessor_count: int
 
 
 def verify_plan(plan_path: Path, onnx_path: Path, target: PlanTarget | None = None) -> PlanSidecar:
@@ -233,6 +263,7 @@ def verify_plan(plan_path: Path, onnx_path: Path, target: PlanTarget | None = No
         tensorrt_version=target.tensorrt_version,
         gpu_name=target.gpu_name,
         compute_capability=target.compute_capability,
+        multiprocessor_count=target.multiprocessor_count,
         onnx_sha256=sha256_file(onnx_path),
     )
     return sidecar
@@ -303,8 +334,9 @@ def import_tensorrt() -> Any:
     return trt
 
 
-def gpu_identity() -> tuple[str, str]:
-    """(GPU name, ``"major.minor"`` compute capability) of CUDA device 0, via pycuda (imported lazily).
+def gpu_identity() -> tuple[str, str, int]:
+    """(GPU name, ``"major.minor"`` compute capability, SM count) of CUDA device 0, via pycuda (imported
+    lazily). The SM count (``CU_DEVICE_ATTRIBUTE_MULTIPROCESSOR_COUNT``) tells Orin modules apart.
 
     Only device queries: no CUDA context is created. Raises BackendUnavailable without pycuda or a GPU.
     """
@@ -316,7 +348,8 @@ def gpu_identity() -> tuple[str, str]:
         cuda.init()
         device = cuda.Device(0)
         major, minor = device.compute_capability()
-        return str(device.name()), f"{major}.{minor}"
+        sms = int(device.get_attribute(cuda.device_attribute.MULTIPROCESSOR_COUNT))
+        return str(device.name()), f"{major}.{minor}", sms
     except cuda.Error as exc:
         raise BackendUnavailable(f"no usable CUDA GPU ({type(exc).__name__}: {exc})") from None
 
@@ -327,8 +360,8 @@ def plan_target() -> PlanTarget:
     Raises BackendUnavailable without TensorRT, pycuda or a usable GPU.
     """
     trt = import_tensorrt()
-    gpu_name, capability = gpu_identity()
-    return PlanTarget(str(trt.__version__), gpu_name, capability)
+    gpu_name, capability, sms = gpu_identity()
+    return PlanTarget(str(trt.__version__), gpu_name, capability, sms)
 
 
 class _TrtLogState:

@@ -17,6 +17,7 @@ from engine.detect import Face, FaceDetector, primary_face
 from engine.imageio import RgbImage
 from engine.models import FACE_DETECTION, SELFIE_SEGMENTATION, verified_path
 from engine.runtime import open_backend
+from engine.scene import face_cut_margin, face_problem, scene_problem
 
 SEGMENTATION_SIZE = 256
 # Guidance thresholds, as fractions of the frame. Chosen so the final headshot crop (face box 27 % of a
@@ -26,6 +27,11 @@ MAX_FACE_HEIGHT = 0.50
 MAX_CENTRE_OFFSET = 0.14
 MAX_YAW = 0.22  # nose offset from the eye midpoint, in eye distances
 MIN_FACE_LUMA = 0.28  # mean coded luma of the face box (0–1)
+MIN_EDGE_MARGIN = 0.10
+"""Ask to move (``centre_yourself``) when the face box comes closer than this many face sizes to the
+frame's edge: the render refuses a face cut by the edge (``engine.scene.face_problem``), and this margin
+keeps a ready frame from being refused a moment later in the burst. Likewise ``MIN_FACE_HEIGHT`` (0.16)
+is twice the refusal's ``engine.scene.MIN_FACE_FRACTION``."""
 
 GUIDANCE_CODES = ("no_face", "step_closer", "step_back", "centre_yourself", "look_at_camera", "more_light")
 
@@ -34,12 +40,15 @@ GUIDANCE_CODES = ("no_face", "step_closer", "step_back", "centre_yourself", "loo
 class PreviewAnalysis:
     """What the live preview needs for one frame. ``mask`` is h×w float32 in [0, 1] at the
     segmentation size (256×256, stretched over the frame), or None when not requested; ``hints`` are
-    ``GUIDANCE_CODES`` in priority order (empty = ready for the countdown)."""
+    ``GUIDANCE_CODES`` in priority order (empty = ready for the countdown); ``problem`` is
+    ``engine.scene.scene_problem`` for the frame (e.g. ``step_apart`` when someone else is in the
+    guest's picture), None when the render would take it as it is."""
 
     face: Face | None
     hints: tuple[str, ...]
     mask: npt.NDArray[np.float32] | None
     timings_ms: dict[str, float]
+    problem: str | None = None
 
     @property
     def ready(self) -> bool:
@@ -53,12 +62,12 @@ def pose_hints(face: Face | None, frame: RgbImage) -> tuple[str, ...]:
     h, w = frame.shape[:2]
     hints: list[str] = []
     rel = face.height / h
-    if rel < MIN_FACE_HEIGHT:
+    if rel < MIN_FACE_HEIGHT or face_problem(face, (w, h)) == "face_too_small":
         hints.append("step_closer")
     elif rel > MAX_FACE_HEIGHT:
         hints.append("step_back")
     cx = (face.bbox[0] + face.bbox[2]) / 2 / w
-    if abs(cx - 0.5) > MAX_CENTRE_OFFSET:
+    if abs(cx - 0.5) > MAX_CENTRE_OFFSET or face_cut_margin(face, (w, h)) < MIN_EDGE_MARGIN:
         hints.append("centre_yourself")
     (rx, ry), (lx, ly) = face.keypoints["right_eye"], face.keypoints["left_eye"]
     eye_d = max(math.dist((rx, ry), (lx, ly)), 1.0)
@@ -120,6 +129,7 @@ class PreviewAnalyzer:
                 "segment": (t2 - t1) * 1000,
                 "total": (time.perf_counter() - t0) * 1000,
             },
+            scene_problem(faces, (frame.shape[1], frame.shape[0])),
         )
 
     def close(self) -> None:

@@ -101,8 +101,9 @@ class TensorRtBackend:
             self._release()
             raise
         logger.info(
-            "TensorRT %s loaded %s (%s) on %s, inputs %s",
-            trt.__version__, self._file, self._precision, sidecar.gpu_name, dict(self._input_shapes),
+            "TensorRT %s loaded %s (%s) on %s with %d SMs, inputs %s",
+            trt.__version__, self._file, self._precision, sidecar.gpu_name, sidecar.multiprocessor_count,
+            dict(self._input_shapes),
         )  # fmt: skip
 
     # ------------------------------------------------------------------------------------------ load

@@ -132,7 +132,7 @@ def build_plan(
         raise ValueError(f"workspace_mib must be positive, got {workspace_mib}")
     ranges = {name: normalise_shape_range(name, shape) for name, shape in input_shapes.items()}
     trt = import_tensorrt()
-    gpu_name, capability = gpu_identity()
+    gpu_name, capability, sms = gpu_identity()
     onnx_sha = sha256_file(onnx_path)  # also the "model file is missing" check
     log = trt_logger()
     monitor = _Monitor(progress) if progress is not None else None
@@ -213,6 +213,7 @@ def build_plan(
         tensorrt_version=str(trt.__version__),
         gpu_name=gpu_name,
         compute_capability=capability,
+        multiprocessor_count=sms,
         onnx_sha256=onnx_sha,
         precision=precision,
         input_shapes=profile_ranges,

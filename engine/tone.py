@@ -81,19 +81,32 @@ def _gain_lut(gains: npt.NDArray[np.float64]) -> npt.NDArray[np.uint8]:
     return out
 
 
-def _curve_lut(pivot: float) -> npt.NDArray[np.uint8]:
-    x = np.arange(256, dtype=np.float64) / 255.0
-    return np.clip(_curve(x, pivot) * 255.0 + 0.5, 0, 255).astype(np.uint8).reshape(1, 256)
+def _curve_delta_luts(pivot: float) -> tuple[npt.NDArray[np.uint8], npt.NDArray[np.uint8]]:
+    """How far the contrast curve moves each luma code value, split into its raise and its lower (two
+    8-bit LUTs, one of them 0 at every value)."""
+    x = np.arange(256, dtype=np.float64)
+    curved = np.clip(_curve(x / 255.0, pivot) * 255.0 + 0.5, 0, 255).astype(np.int16)
+    delta = curved - x.astype(np.int16)
+    up = np.clip(delta, 0, 255).astype(np.uint8).reshape(1, 256)
+    down = np.clip(-delta, 0, 255).astype(np.uint8).reshape(1, 256)
+    return up, down
 
 
 def _toned(image: RgbImage, gains: npt.NDArray[np.float64], pivot: float) -> RgbImage:
     """White balance per channel, then the contrast curve on luma only (Y of YCrCb): the chroma offsets
     stay as they are, so contrast does not saturate or desaturate skin, as a per-channel curve would.
-    All steps are 8-bit LUTs and colour conversions that OpenCV vectorises (a few ms at 1024²)."""
+
+    With Cr and Cb fixed, moving Y by d moves R, G and B by exactly d (the YCrCb -> RGB rows all have Y
+    weight 1), so the curve is applied as that shift, added to the balanced pixels with saturation: no
+    round trip through 8-bit Cr/Cb (which rounds every pixel by up to a code value) and all steps are
+    8-bit LUTs, a grey conversion and saturating adds that OpenCV vectorises (a few ms at 1024²)."""
     balanced = cv2.LUT(image, _gain_lut(gains))
-    ycc = cv2.cvtColor(balanced, cv2.COLOR_RGB2YCrCb)
-    ycc[..., 0] = cv2.LUT(ycc[..., 0], _curve_lut(pivot)).reshape(ycc.shape[:2])
-    return np.asarray(cv2.cvtColor(ycc, cv2.COLOR_YCrCb2RGB), dtype=np.uint8)
+    luma = cv2.cvtColor(balanced, cv2.COLOR_RGB2GRAY)  # the same Y (BT.601 weights) as RGB2YCrCb
+    up_lut, down_lut = _curve_delta_luts(pivot)
+    up = cv2.cvtColor(cv2.LUT(luma, up_lut), cv2.COLOR_GRAY2RGB)
+    down = cv2.cvtColor(cv2.LUT(luma, down_lut), cv2.COLOR_GRAY2RGB)
+    out = cv2.add(balanced, up)
+    return np.asarray(cv2.subtract(out, down, dst=out), dtype=np.uint8)
 
 
 def _keep_face_luminance(

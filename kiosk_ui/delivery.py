@@ -1,9 +1,16 @@
 """The phone-facing delivery listener: ``/d/<token>`` and nothing else (DESIGN.md §3, §9 P0-8, P0-9).
 
 ``GET`` shows a small page with the photo's size and a **Save photo** button and never spends the link
-(chat apps and link-preview bots prefetch URLs). ``POST`` — the button — spends it, exactly once, and returns
-the JPEG as an attachment. Unknown, expired, spent and malformed links, and every other path and method,
-get the same plain 404, so the listener tells a scanner nothing.
+(chat apps and link-preview bots prefetch URLs). ``POST`` — the button — returns the JPEG as an attachment
+and spends the link, exactly once, when the photo has reached the phone: a connection that breaks first
+leaves it collectable (issue 15; the listener's front reports the outcome, ``kiosk.on_sent``). Unknown,
+expired, spent and malformed links, and every other path and method, get the same plain 404, so the
+listener tells a scanner nothing.
+
+With JavaScript the page's own script makes the POST, shows the photo and offers the system share sheet
+with the file where the browser can share files (Save to Photos on iOS, Save image on Android), else a
+download; without it the form downloads the file as before. The script is inlined and allowed by its hash:
+the listener serves no other URL.
 
 Tokens carry the key that decrypts the photo: they never reach a log line, a Referer header or a cache.
 """
@@ -13,9 +20,13 @@ from __future__ import annotations
 import base64
 import hashlib
 import logging
+import re
+import secrets
 import threading
 import time
 from collections import deque
+from collections.abc import Callable, Iterator
+from importlib import resources
 from typing import TYPE_CHECKING, Any
 
 from flask import Flask, Response, render_template, request
@@ -23,7 +34,7 @@ from flask_babel import Babel, get_locale
 from markupsafe import Markup
 from werkzeug.exceptions import HTTPException
 
-from appliance.delivery import DeliveryGone
+from appliance.delivery import Collection, DeliveryGone, DeliveryStore
 from kiosk_ui import security
 from kiosk_ui.i18n import pick_locale
 
@@ -42,10 +53,30 @@ h1{font-size:1.5rem;margin:0 0 .75rem}
 p,form{margin:0 0 1rem}
 button{display:block;width:100%;min-height:56px;font:inherit;font-weight:700;border:0;border-radius:12px;
 background:#0b5cad;color:#fff;cursor:pointer}
-button:focus-visible{outline:3px solid #1a1a1a;outline-offset:3px}
+button:focus-visible,a:focus-visible{outline:3px solid #1a1a1a;outline-offset:3px}
+button:disabled{opacity:.6;cursor:default}
+.secondary{display:block;box-sizing:border-box;width:100%;min-height:56px;padding:14px;margin:0 0 1rem;
+border:2px solid #0b5cad;border-radius:12px;color:#0b5cad;font-weight:700;text-align:center;
+text-decoration:none}
+#share{margin:0 0 1rem}
+#photo{display:block;width:100%;height:auto;margin:0 0 1rem;border-radius:12px;background:#ddd}
 .small{font-size:.9rem;color:#444}
+[hidden]{display:none!important}
 """
 PAGE_CSS_HASH = "sha256-" + base64.b64encode(hashlib.sha256(PAGE_CSS.encode()).digest()).decode()
+# The page's only script (kiosk_ui/static/delivery.js), inlined like the stylesheet and allowed by its hash.
+PAGE_JS = resources.files("kiosk_ui").joinpath("static/delivery.js").read_text(encoding="utf-8")
+PAGE_JS_HASH = "sha256-" + base64.b64encode(hashlib.sha256(PAGE_JS.encode()).digest()).decode()
+# The landing page's policy: the listener's own, plus exactly that script and the photo the script shows
+# from a blob: URL (it never leaves the page). Error pages keep the listener's policy, no script at all.
+PAGE_CSP = (
+    security.content_security_policy(style_hashes=[PAGE_CSS_HASH])
+    .replace("script-src 'self'", f"script-src '{PAGE_JS_HASH}'")
+    .replace("img-src 'self'", "img-src 'self' blob:")
+)
+# The page's id for one Save: a repeat with the same one from the same phone within the store's repeat
+# grace is served again (appliance.delivery). Anything else in the field counts as no id.
+_ATTEMPT = re.compile(r"[A-Za-z0-9_-]{16,64}")
 
 NOT_FOUND_BODY = "Not found\n"
 # Per client address: enough for a guest retrying on a flaky network and for a household of phones behind
@@ -90,6 +121,48 @@ def _not_found() -> Response:
     return _plain(NOT_FOUND_BODY, 404)
 
 
+class _Photo:
+    """The JPEG as a WSGI body that settles its claim on the link (``DeliveryStore.settle``).
+
+    Behind the listener's front the outcome comes from the front (``outcome``): the photo was written
+    whole and the phone acknowledged it. Without a front (a test client, a bare server) handing the last
+    byte to the server is all there is to know: the body settles itself when iterated to the end, and puts
+    the link back when closed before that."""
+
+    def __init__(self, jpeg: bytes, settle: Callable[[bool], None], *, fronted: bool) -> None:
+        self._jpeg = jpeg
+        self._settle = settle
+        self._fronted = fronted
+        self._complete = False
+
+    def __iter__(self) -> Iterator[bytes]:
+        yield self._jpeg
+        self._complete = True
+        if not self._fronted:
+            self._settle(True)
+
+    def close(self) -> None:
+        self._jpeg = b""
+        if not self._fronted and not self._complete:
+            self._settle(False)
+
+    def outcome(self, sent: bool) -> None:
+        """The front's report: the reply reached the phone (``sent``). A reply that was not this body (an
+        error page replaced it) delivered nothing."""
+        self._settle(sent and self._complete)
+
+
+def _settler(store: DeliveryStore, collection: Collection) -> Callable[[bool], None]:
+    def settle(delivered: bool) -> None:
+        store.settle(collection, delivered=delivered)
+        if delivered:
+            logger.info("delivery link spent: the photo reached the phone")
+        else:
+            logger.info("delivery not completed: the link stays collectable")
+
+    return settle
+
+
 def create_delivery_app(
     kiosk: Kiosk,
     *,
@@ -130,7 +203,7 @@ def create_delivery_app(
         response.headers["Cache-Control"] = "no-store"
         return response
 
-    def deliveries() -> Any:
+    def deliveries() -> DeliveryStore:
         store = kiosk.deliveries
         if store is None:
             raise DeliveryGone
@@ -142,22 +215,38 @@ def create_delivery_app(
             size = deliveries().peek(token)
         except DeliveryGone:
             return _not_found()
-        return render_template(
+        page = render_template(
             "delivery.html",
             size_kib=max(1, round(size / 1024)),
+            attempt=secrets.token_urlsafe(16),
             css=Markup(PAGE_CSS),  # noqa: S704 - our own constant, allowed by its hash in the CSP
+            script=Markup(PAGE_JS),  # noqa: S704 - our own file, allowed by its hash in the CSP
             locale=str(get_locale()),
         )
+        response = Response(page, mimetype="text/html")
+        response.headers["Content-Security-Policy"] = PAGE_CSP
+        return response
 
     @app.post("/d/<token>", provide_automatic_options=False)
     def save(token: str) -> Any:
+        attempt = request.form.get("attempt", "")
         try:
-            jpeg = deliveries().spend(token)
+            store = deliveries()
+            jpeg, collection = store.collect(
+                token,
+                client=request.remote_addr or "",
+                attempt=attempt if _ATTEMPT.fullmatch(attempt) else None,
+            )
         except DeliveryGone:
             logger.info("delivery link refused (unknown, expired or already used)")
             return _not_found()
-        logger.info("delivery collected (%d bytes)", len(jpeg))
-        response = Response(jpeg, mimetype="image/jpeg")
+        logger.info("delivery on its way (%d bytes)", len(jpeg))
+        on_sent = request.environ.get("kiosk.on_sent")
+        body = _Photo(jpeg, _settler(store, collection), fronted=on_sent is not None)
+        if on_sent is not None:
+            on_sent(body.outcome)
+        response = Response(body, mimetype="image/jpeg")
+        response.headers["Content-Length"] = str(len(jpeg))
         response.headers["Content-Disposition"] = 'attachment; filename="headshot.jpg"'
         return response
 

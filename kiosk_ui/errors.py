@@ -3,7 +3,8 @@ class), the UI decides how HTTP says it. The one table of them (issue 12: status
 
 from __future__ import annotations
 
-from appliance.kiosk import (
+from appliance.errors import (
+    CAPTURE_REFUSED,
     BadChoices,
     Busy,
     ConsentRequired,
@@ -20,7 +21,8 @@ from appliance.kiosk import (
 )
 
 # The worker's own refusal codes that HTTP says differently from "not now" (409).
-_WORKER_CODES = {"no_face": 422, "camera": 503}
+# A capture that kept no frame (no face, someone else in the picture, ...) is 422: the guest can fix it.
+_WORKER_CODES = {**dict.fromkeys(CAPTURE_REFUSED, 422), "camera": 503}
 _BY_CLASS: tuple[tuple[type[KioskError], int], ...] = (
     (ConsentRequired, 403),
     (NoSession, 404),

@@ -10,12 +10,16 @@ import json
 import threading
 import time
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 from flask import Blueprint, Response, current_app, jsonify, render_template, request, url_for
 from flask_babel import get_locale
 
-from appliance.kiosk import Kiosk, KioskError
+from appliance.errors import KioskError
+from appliance.kiosk import Kiosk
+from appliance.views import Ended, PreviewFrame
+from appliance.wifi import read_wifi_join
 from kiosk_ui import qr, security
 from kiosk_ui.errors import http_status
 from kiosk_ui.i18n import LANGUAGE_NAMES
@@ -159,6 +163,7 @@ def index() -> str:
         "max_takes": cfg.session.max_takes,
         "window_minutes": cfg.delivery.window_minutes,
         "strings": client_strings(),
+        "wifi": _wifi_page(cfg.delivery.wifi_qr_path),
     }
     return render_template(
         "index.html",
@@ -168,6 +173,22 @@ def index() -> str:
         summary=consent_summary(cfg),
         page_json=_page_json(page),
     )
+
+
+def _wifi_page(path: Path | None) -> dict[str, str] | None:
+    join = read_wifi_join(path)
+    if join is None:
+        return None
+    return {"ssid": join.ssid, "password": join.password, "qr": url_for("guest.wifi_png")}
+
+
+@bp.get("/api/wifi.png")
+def wifi_png() -> Response:
+    """The kiosk hotspot's "join this network" QR code (the same for every guest; 404 without a hotspot)."""
+    join = read_wifi_join(_kiosk().cfg.delivery.wifi_qr_path)
+    if join is None:
+        raise ApiError("no_wifi", "This kiosk has no Wi-Fi of its own.", 404)
+    return Response(qr.png(join.payload), mimetype="image/png")
 
 
 @bp.get("/notice")
@@ -187,12 +208,12 @@ def notice() -> str:
 
 @bp.post("/api/session")
 def start_session() -> tuple[Response, int]:
-    return jsonify(_kiosk().start_session()), 201
+    return jsonify(_kiosk().start_session().as_json()), 201
 
 
 @bp.get("/api/session")
 def session_state() -> Response:
-    return jsonify(_kiosk().state())
+    return jsonify(_kiosk().state().as_json())
 
 
 @bp.post("/api/session/consent")
@@ -201,7 +222,7 @@ def consent() -> Response:
     accept = data.get("accept")
     if not isinstance(accept, bool):
         raise ApiError("bad_request", "'accept' must be true or false.")
-    return jsonify(_kiosk().consent(accept, _choices(data)))
+    return jsonify(_kiosk().consent(accept, _choices(data)).as_json())
 
 
 @bp.get("/api/session/preview.mjpg")
@@ -214,12 +235,12 @@ def preview() -> Response:
     guidance = _guidance()
 
     def frames() -> Iterator[bytes]:
-        frame: dict[str, Any] | None = first
+        frame: PreviewFrame | None = first
         interval = 1.0 / MAX_PREVIEW_FPS
         while frame is not None:
             started = time.monotonic()
-            guidance.update(list(frame["hints"]), frame["face"])
-            jpeg = bytes(frame["jpeg"])
+            guidance.update(list(frame.hints), frame.face and list(frame.face))
+            jpeg = frame.jpeg
             frame = None
             head = f"--{MJPEG_BOUNDARY}\r\nContent-Type: image/jpeg\r\nContent-Length: {len(jpeg)}\r\n\r\n"
             yield (head.encode() + jpeg + b"\r\n")
@@ -252,20 +273,20 @@ def touch() -> Response:
 def capture() -> Response:
     _body()
     result = _kiosk().capture()
-    return jsonify({**result, "image": _image_url(result["render"])})
+    return jsonify({**result.as_json(), "image": _image_url(result.headshot.id)})
 
 
 @bp.post("/api/session/retake")
 def retake() -> Response:
     _body()
-    return jsonify(_kiosk().retake())
+    return jsonify(_kiosk().retake().as_json())
 
 
 @bp.post("/api/session/render")
 def render() -> Response:
     data = _body()
-    result = _kiosk().render(_text(data, "take"), _text(data, "background"), _text(data, "preset"))
-    return jsonify({**result, "image": _image_url(result["render"])})
+    headshot = _kiosk().render(_text(data, "take"), _text(data, "background"), _text(data, "preset"))
+    return jsonify({**headshot.as_json(), "image": _image_url(headshot.id)})
 
 
 @bp.get("/api/session/render/<render_id>.jpg")
@@ -280,7 +301,7 @@ def deliver() -> Response:
     result = _kiosk().deliver(_text(data, "render"))
     # The QR image's URL is new for every delivery: a browser answers a repeated <img src> from the
     # document's image cache without asking (issue 11: the next guest was shown the previous QR).
-    return jsonify({**result, "qr": url_for("guest.qr_png", v=result["qr"])})
+    return jsonify({**result.as_json(), "qr": url_for("guest.qr_png", v=result.qr)})
 
 
 @bp.get("/api/session/qr.png")
@@ -293,8 +314,8 @@ def qr_png() -> Response:
     return Response(qr.png(url), mimetype="image/png")
 
 
-def _ended(result: dict[str, Any]) -> Response:
-    response = jsonify(result)
+def _ended(result: Ended) -> Response:
+    response = jsonify(result.as_json())
     # The visit is over: tell the browser to drop anything it may still hold of it.
     response.headers["Clear-Site-Data"] = '"cache", "storage"'
     return response

@@ -21,25 +21,35 @@ from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metri
 from prometheus_client.registry import Collector
 
 from appliance.audit_tail import receipt_outcomes_on
+from appliance.tlscert import days_until_expiry
 from appliance.versions import model_versions, runtime_versions
 
 if TYPE_CHECKING:
     from appliance.audit import AuditLog
+    from appliance.config import KioskConfig
     from appliance.kiosk import Kiosk
 
 __all__ = [
+    "PLAUSIBLE_CELSIUS",
     "THERMAL_ROOT",
     "KioskCollector",
     "Temperature",
+    "certificate_expiry_family",
     "dashboard",
     "metrics_text",
     "percentile",
     "read_temperatures",
+    "temperature_family",
 ]
 
 logger = logging.getLogger(__name__)
 
 THERMAL_ROOT = Path("/sys/class/thermal")
+# Readings outside this range are not temperatures. Orin reports a power-gated zone (GPU, CV0-CV2 while
+# idle) as -256 °C (-256000 m°C; tegrastats shows the same, rbonghi/jetson_stats#350); no sensor on a
+# running board reads below -40 °C (the industrial modules' limit) or above 150 °C (thermal shutdown trips
+# near 105 °C on Orin). Such zones are left out, as if they could not be read.
+PLAUSIBLE_CELSIUS = (-40.0, 150.0)
 # The counters of Kiosk.health() that /metrics exports, and the outcome label each session counter gets.
 _OUTCOME_COUNTERS = {
     "completed": "completed",
@@ -74,13 +84,17 @@ def read_temperatures(root: Path = THERMAL_ROOT) -> list[Temperature]:
     """Every readable ``thermal_zone*/temp`` under ``root`` (millidegrees in the kernel ABI); [] if none.
 
     Containers, VMs and some laptops expose no zones, or zones whose ``temp`` read fails (EINVAL, ENODATA):
-    those are skipped, and the dashboard says "n/a".
+    those are skipped, and the dashboard says "n/a". So are impossible readings (outside
+    :data:`PLAUSIBLE_CELSIUS`), such as the -256 °C of a power-gated Orin zone.
     """
     found = []
+    low, high = PLAUSIBLE_CELSIUS
     for zone in sorted(root.glob("thermal_zone*")):
         try:
             millidegrees = int((zone / "temp").read_text().strip())
         except (OSError, ValueError):
+            continue
+        if not low <= millidegrees / 1000.0 <= high:
             continue
         try:
             kind = (zone / "type").read_text().strip() or "unknown"
@@ -94,7 +108,7 @@ def dashboard(
     kiosk: Kiosk, audit: AuditLog, *, now: float, thermal_root: Path = THERMAL_ROOT
 ) -> dict[str, Any]:
     """Everything the dashboard shows, JSON-ready. ``now`` is epoch seconds (for "today", UTC)."""
-    health = kiosk.health()
+    health = kiosk.health().as_json()
     today = datetime.fromtimestamp(now, tz=timezone.utc).strftime("%Y-%m-%d")
     outcomes = receipt_outcomes_on(audit, today)
     render_ms = [float(v) for v in health["render_ms"]]
@@ -143,7 +157,7 @@ class KioskCollector(Collector):
 
     def collect(self) -> Iterable[Metric]:
         health = self.kiosk.health()
-        counters = health["counters"]
+        counters = health.counters
         prefix = "headshot_kiosk"
 
         started = CounterMetricFamily(
@@ -167,8 +181,8 @@ class KioskCollector(Collector):
             yield counter
 
         for name, values, doc in (
-            ("render_duration_seconds", health["render_ms"], "Headshot render time over the last renders."),
-            ("wipe_duration_seconds", health["wipe_ms"], "Wipe time over the last wipes."),
+            ("render_duration_seconds", health.render_ms, "Headshot render time over the last renders."),
+            ("wipe_duration_seconds", health.wipe_ms, "Wipe time over the last wipes."),
         ):
             family = GaugeMetricFamily(f"{prefix}_{name}", doc, labels=["quantile"])
             for q in (50, 95):
@@ -176,26 +190,26 @@ class KioskCollector(Collector):
                 family.add_metric([f"{q / 100:g}"], math.nan if value is None else value / 1000.0)
             yield family
 
-        store = health["store"]
+        store = health.store
         for key, name, doc in (
             ("bytes_used", "store_used_bytes", "Ciphertext bytes in the RAM store."),
             ("capacity_bytes", "store_capacity_bytes", "Size cap of the RAM store."),
             ("objects", "store_objects", "Encrypted objects in the RAM store."),
         ):
             family = GaugeMetricFamily(f"{prefix}_{name}", doc)
-            family.add_metric([], store[key])
+            family.add_metric([], getattr(store, key))
             yield family
 
-        worker = health["worker"]
-        camera_state = str(health["camera"].get("state", "unknown"))
+        worker = health.worker
+        camera_state = health.camera.state
         for name, value, doc in (
-            ("paused", health["paused"], "1 while staff have paused the kiosk."),
-            ("session_active", health["phase"] != "idle", "1 while a guest visit is in progress."),
-            ("worker_spare_ready", worker["spare_ready"], "1 while a warm spare worker is ready."),
-            ("worker_session_alive", worker["session_worker"], "1 while a visit's worker process runs."),
+            ("paused", health.paused, "1 while staff have paused the kiosk."),
+            ("session_active", health.phase != "idle", "1 while a guest visit is in progress."),
+            ("worker_spare_ready", worker.spare_ready, "1 while a warm spare worker is ready."),
+            ("worker_session_alive", worker.session_worker, "1 while a visit's worker process runs."),
             ("camera_open", camera_state not in ("closed", "unknown"), "1 while the camera is open."),
-            ("deliveries_pending", health["deliveries_pending"], "Download links not yet used or expired."),
-            ("uptime_seconds", health["uptime_seconds"], "Seconds since the kiosk started."),
+            ("deliveries_pending", health.deliveries_pending, "Download links not yet used or expired."),
+            ("uptime_seconds", health.uptime_seconds, "Seconds since the kiosk started."),
         ):
             family = GaugeMetricFamily(f"{prefix}_{name}", doc)
             family.add_metric([], float(value))
@@ -206,15 +220,44 @@ class KioskCollector(Collector):
             "1 for the inference runtime the last worker loaded (with backend = auto, the one it chose).",
             labels=["configured", "in_use"],
         )
-        in_use.add_metric([str(self.kiosk.cfg.engine.backend), str(worker["engine_backend"] or "none")], 1.0)
+        in_use.add_metric([str(self.kiosk.cfg.engine.backend), str(worker.engine_backend or "none")], 1.0)
         yield in_use
 
-        temperatures = GaugeMetricFamily(
-            f"{prefix}_temperature_celsius", "Thermal zone temperatures.", labels=["zone", "type"]
-        )
-        for temperature in read_temperatures(self.thermal_root):
-            temperatures.add_metric([temperature.zone, temperature.kind], temperature.celsius)
-        yield temperatures
+        yield temperature_family(self.thermal_root)
+        yield certificate_expiry_family(self.kiosk.cfg)
+
+
+def certificate_expiry_family(cfg: KioskConfig, *, now: datetime | None = None) -> GaugeMetricFamily:
+    """``headshot_kiosk_tls_certificate_expiry_days{listener}``: days (fractional, negative once expired)
+    until the leaf of each configured certificate file expires, read from the file at scrape time (what
+    ``doctor`` reads too; after a renewal, the file a restart will serve). A listener without a configured
+    file (the self-signed one made at start) or with an unreadable one has no sample."""
+    family = GaugeMetricFamily(
+        "headshot_kiosk_tls_certificate_expiry_days",
+        "Days until the configured TLS certificate of each listener expires (alert below 14).",
+        labels=["listener"],
+    )
+    for listener, path in (("delivery", cfg.delivery.tls_cert_path), ("staff", cfg.staff.tls_cert_path)):
+        if path is None:
+            continue
+        try:
+            days = days_until_expiry(path, now=now)
+        except (OSError, ValueError) as exc:
+            # Every scrape would repeat it, and a listener without its file did not start anyway.
+            logger.debug("%s certificate unreadable: %s", listener, type(exc).__name__)
+            continue
+        family.add_metric([listener], days)
+    return family
+
+
+def temperature_family(thermal_root: Path = THERMAL_ROOT) -> GaugeMetricFamily:
+    """``headshot_kiosk_temperature_celsius{zone, type}`` for every plausible zone under ``thermal_root``."""
+    temperatures = GaugeMetricFamily(
+        "headshot_kiosk_temperature_celsius", "Thermal zone temperatures.", labels=["zone", "type"]
+    )
+    for temperature in read_temperatures(thermal_root):
+        temperatures.add_metric([temperature.zone, temperature.kind], temperature.celsius)
+    return temperatures
 
 
 def metrics_text(kiosk: Kiosk, *, thermal_root: Path = THERMAL_ROOT) -> bytes:

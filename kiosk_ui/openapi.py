@@ -253,6 +253,18 @@ def spec() -> dict[str, Any]:
                 },
             }
         },
+        "/api/wifi.png": {
+            "get": {
+                "summary": "The kiosk hotspot's join-this-network QR code (404 without a hotspot)",
+                "responses": {
+                    "200": {
+                        "description": "PNG",
+                        "content": {"image/png": {"schema": {"type": "string", "format": "binary"}}},
+                    },
+                    **_errors(404),
+                },
+            }
+        },
         "/api/session/delete": _post("Delete now (wipes everything, the link included)", _STATE_REF, 404),
         "/api/session/revoke": _post("Withdraw consent (wipes everything)", _STATE_REF, 404),
         "/api/session/end": _post("Finish (only the pending link survives its window)", _STATE_REF, 404, 409),

@@ -1,4 +1,4 @@
-"""Production servers for the guest UI and the delivery listener: cheroot, threaded, in-process.
+"""Production servers for the guest UI, the delivery listener and the staff console: cheroot, in-process.
 
 ``listeners(kiosk, cfg)`` is the ``headshot_kiosk.listeners`` entry point that ``python -m appliance run``
 discovers; it returns three ``Listener`` objects to ``start()`` and ``stop()``:
@@ -9,12 +9,19 @@ discovers; it returns three ``Listener`` objects to ``start()`` and ``stop()``:
 * the staff console on ``[staff] host/port`` — TLS with the configured certificate, or plain HTTP when bound
   to loopback without one (reached on the device or through an SSH tunnel); never plain HTTP off loopback.
 
+The delivery and staff listeners face the network (the event Wi-Fi's password is on the screen): their
+sockets belong to an event-driven front (``kiosk_ui.front``) that completes the TLS handshake and reads the
+whole request under deadlines, with a cap per client address, before cheroot's workers see it on a private
+Unix socket, so a slow or silent client holds no worker (issue 15). TLS follows Mozilla's "intermediate"
+profile on both. The guest UI, loopback only, is served by cheroot directly (its MJPEG preview streams).
+
 Never Flask's development server, never debug mode (STYLE.md §8).
 """
 
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import datetime
 import logging
 import os
@@ -39,6 +46,7 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from appliance.config import is_loopback
 from appliance.logsafe import redact
 from appliance.tlscert import server_leaf
+from kiosk_ui.front import BACKEND_BACKLOG, HEAD_OVERHEAD_BYTES, TICKET_ENVIRON, Front, FrontLimits
 
 if TYPE_CHECKING:
     from appliance.config import KioskConfig
@@ -75,6 +83,21 @@ LINGER_SECONDS = 1.0
 LINGER_IDLE_SECONDS = 0.1
 # Replies that may leave part of the request unread on the socket.
 _OVERSIZE_STATUSES = frozenset({"411", "413", "414", "431"})
+
+# Mozilla's "intermediate" server profile (ssl-config.mozilla.org, version 5.7): TLS 1.3 with its own AEAD
+# suites, TLS 1.2 with forward-secret ECDHE and AEAD ciphers only (AES-GCM, ChaCha20-Poly1305): no CBC, no
+# RSA key transport, no SHA-1 MACs. The profile's three DHE suites are left out: every client that
+# negotiates them also offers ECDHE, and finite-field DH needs parameters we would have to ship.
+TLS12_CIPHERS = ":".join(
+    [
+        "ECDHE-ECDSA-AES128-GCM-SHA256",
+        "ECDHE-RSA-AES128-GCM-SHA256",
+        "ECDHE-ECDSA-AES256-GCM-SHA384",
+        "ECDHE-RSA-AES256-GCM-SHA384",
+        "ECDHE-ECDSA-CHACHA20-POLY1305",
+        "ECDHE-RSA-CHACHA20-POLY1305",
+    ]
+)
 
 WsgiApp = Callable[..., Iterable[bytes]]
 
@@ -238,12 +261,41 @@ class AccessLog:
         return result
 
 
+class FrontGate:
+    """WSGI middleware behind a ``Front``: a request is served only with the ticket the front added to it,
+    and takes the client's address, the scheme and ``kiosk.on_sent`` (``Exchange.on_sent``) from it. A
+    request that reached the private socket some other way is refused: it could claim any address."""
+
+    def __init__(self, app: WsgiApp, front: Front) -> None:
+        self.app = app
+        self.front = front
+
+    def __call__(self, environ: dict[str, Any], start_response: Callable[..., Any]) -> Iterable[bytes]:
+        exchange = self.front.take(str(environ.pop(TICKET_ENVIRON, "")))
+        if exchange is None:
+            start_response("403 Forbidden", [("Content-Type", "text/plain"), ("Content-Length", "10")])
+            return [b"Forbidden\n"]
+        environ["REMOTE_ADDR"] = exchange.peer
+        environ["REMOTE_PORT"] = str(exchange.port)
+        environ["SERVER_PORT"] = str(self.front.port)
+        if exchange.tls:
+            environ["wsgi.url_scheme"] = "https"
+            environ["HTTPS"] = "on"
+        environ["kiosk.on_sent"] = exchange.on_sent
+        return self.app(environ, start_response)
+
+
 class Listener:
-    """One cheroot server on its own thread. ``port`` is the bound port (useful with port 0).
+    """One cheroot server on its own thread, behind a ``Front`` when it faces the network. ``port`` is the
+    bound port (useful with port 0).
 
     ``max_head_bytes`` bounds the request line and headers (431 beyond, 414 for the request line alone),
     ``max_body_bytes`` the declared Content-Length (413 beyond, before the body is read); ``None`` takes the
-    app's own ``MAX_CONTENT_LENGTH`` (a Flask app's config), else ``FALLBACK_MAX_BODY_BYTES``."""
+    app's own ``MAX_CONTENT_LENGTH`` (a Flask app's config), else ``FALLBACK_MAX_BODY_BYTES``.
+
+    ``front`` (default: whenever there is TLS) puts a ``Front`` on the network socket and cheroot on a
+    private Unix socket behind it; the front then does the TLS, with ``ssl_adapter``'s context.
+    ``front_limits`` overrides its deadlines and caps (tests); the size limits are always the ones above."""
 
     def __init__(
         self,
@@ -257,31 +309,52 @@ class Listener:
         cert_pem: bytes | None = None,
         max_head_bytes: int = MAX_REQUEST_HEAD_BYTES,
         max_body_bytes: int | None = None,
+        front: bool | None = None,
+        front_limits: FrontLimits | None = None,
     ) -> None:
         self.name = name
         self.host = host
         self.cert_pem = cert_pem  # the public certificate (tests and `make run` print how to trust it)
-        self._server = wsgi.Server(
-            (host, port),
-            AccessLog(app, name),
-            numthreads=threads,
-            server_name=f"headshot-kiosk-{name}",
-            shutdown_timeout=SHUTDOWN_TIMEOUT_SECONDS,
-        )
         if max_body_bytes is None:
             declared = getattr(app, "config", {}).get("MAX_CONTENT_LENGTH")
             max_body_bytes = int(declared) if declared else FALLBACK_MAX_BODY_BYTES
         if max_head_bytes <= 0 or max_body_bytes <= 0:
             raise ValueError("request size limits must be positive (cheroot reads 0 as unlimited)")
-        self._server.max_request_header_size = max_head_bytes
+        self.tls = ssl_adapter is not None
+        self._front: Front | None = None
+        self._socket_dir: Path | None = None
+        wsgi_app: WsgiApp = AccessLog(app, name)
+        if ssl_adapter is not None if front is None else front:
+            limits = front_limits or FrontLimits(max_head_bytes=max_head_bytes, max_body_bytes=max_body_bytes)
+            limits = dataclasses.replace(limits, max_head_bytes=max_head_bytes, max_body_bytes=max_body_bytes)
+            # The backend's socket path is only known at start(); cheroot takes it then.
+            self._front = Front(
+                name,
+                host,
+                port,
+                backend="",
+                limits=limits,
+                ssl_context=ssl_adapter.context if ssl_adapter is not None else None,
+            )
+            wsgi_app = FrontGate(wsgi_app, self._front)
+        self._server = wsgi.Server(
+            (host, port),
+            wsgi_app,
+            numthreads=threads,
+            server_name=f"headshot-kiosk-{name}",
+            shutdown_timeout=SHUTDOWN_TIMEOUT_SECONDS,
+            request_queue_size=BACKEND_BACKLOG if self._front is not None else 5,
+        )
+        # Behind the front, each head carries its ticket and "Connection: close" on top of the client's.
+        overhead = HEAD_OVERHEAD_BYTES if self._front is not None else 0
+        self._server.max_request_header_size = max_head_bytes + overhead
         self._server.max_request_body_size = max_body_bytes
         # cheroot's own error log goes to stderr raw; route it through logging with the token patterns
         # masked (a malformed request line could carry a /d/ path).
         self._server.error_log = self._error_log  # type: ignore[method-assign]
         self._server.ConnectionClass = _KioskConnection
-        if ssl_adapter is not None:
+        if ssl_adapter is not None and self._front is None:
             self._server.ssl_adapter = ssl_adapter
-        self.tls = ssl_adapter is not None
         self._thread: threading.Thread | None = None
 
     def _error_log(self, msg: str = "", level: int = logging.INFO, traceback: bool = False) -> None:
@@ -290,7 +363,14 @@ class Listener:
         logger.log(min(level, logging.INFO), "%s listener: %s", self.name, redact(loggable_text(str(msg))))
 
     @property
+    def front(self) -> Front | None:
+        """The event-driven front on the network socket, if this listener has one."""
+        return self._front
+
+    @property
     def port(self) -> int:
+        if self._front is not None:
+            return self._front.port
         addr = self._server.bind_addr
         return int(addr[1]) if isinstance(addr, tuple) else 0
 
@@ -301,18 +381,41 @@ class Listener:
         return f"{scheme}://{host}:{self.port}"
 
     def start(self) -> None:
-        """Bind (errors raise here, in the caller's thread) and serve on a daemon thread."""
-        self._server.prepare()
-        self._thread = threading.Thread(target=self._server.serve, name=f"listener-{self.name}", daemon=True)
-        self._thread.start()
+        """Bind (errors raise here, in the caller's thread) and serve on daemon threads."""
+        if self._front is not None:
+            # cheroot makes its Unix socket world-writable; the private directory (mode 0700, on the tmpfs
+            # where there is one) is what keeps other users out. Nothing is stored in it.
+            shm = "/dev/shm"  # noqa: S108 - a private mkdtemp directory on the tmpfs, never a fixed name
+            self._socket_dir = Path(
+                tempfile.mkdtemp(prefix="kiosk-front-", dir=shm if os.path.isdir(shm) else None)
+            )
+            backend = str(self._socket_dir / f"{self.name}.sock")
+            self._server.bind_addr = backend
+            self._front.backend = backend
+        try:
+            self._server.prepare()
+            self._thread = threading.Thread(
+                target=self._server.serve, name=f"listener-{self.name}", daemon=True
+            )
+            self._thread.start()
+            if self._front is not None:
+                self._front.start()
+        except BaseException:
+            self.stop()
+            raise
         logger.info("%s listener on %s", self.name, self.url)
 
     def stop(self) -> None:
         """Stop accepting, finish or drop open requests within the shutdown timeout. Idempotent."""
+        if self._front is not None:
+            self._front.stop()
         self._server.stop()
         if self._thread is not None:
             self._thread.join(timeout=SHUTDOWN_TIMEOUT_SECONDS + 3)
             self._thread = None
+        if self._socket_dir is not None:
+            shutil.rmtree(self._socket_dir, ignore_errors=True)
+            self._socket_dir = None
 
 
 # -- TLS ------------------------------------------------------------------------------------------
@@ -343,8 +446,18 @@ def ephemeral_certificate(hosts: Iterable[str]) -> tuple[bytes, bytes]:
     return cert.public_bytes(serialization.Encoding.PEM), key_pem
 
 
+def harden_tls(context: ssl.SSLContext) -> ssl.SSLContext:
+    """Mozilla "intermediate" on ``context``: TLS 1.2 and 1.3, ``TLS12_CIPHERS`` only (TLS 1.3's suites are
+    all AEAD), no renegotiation, no compression; the client's cipher preference (every suite is strong)."""
+    context.minimum_version = ssl.TLSVersion.TLSv1_2
+    context.set_ciphers(TLS12_CIPHERS)
+    context.options |= ssl.OP_NO_COMPRESSION | ssl.OP_NO_RENEGOTIATION
+    context.options &= ~ssl.OP_CIPHER_SERVER_PREFERENCE
+    return context
+
+
 def _harden(adapter: BuiltinSSLAdapter) -> BuiltinSSLAdapter:
-    adapter.context.minimum_version = ssl.TLSVersion.TLSv1_2
+    harden_tls(adapter.context)
     return adapter
 
 
@@ -437,8 +550,8 @@ def staff_tls(cfg: KioskConfig) -> tuple[BuiltinSSLAdapter, bytes] | None:
 
 def staff_listener(kiosk: Kiosk, cfg: KioskConfig) -> Listener:
     """The staff console on ``[staff] host/port`` with its accounts file and the audit trail."""
-    from appliance.audit import AuditLog  # noqa: PLC0415 - keep `import kiosk_ui.serve` light
-    from appliance.staff import StaffStore  # noqa: PLC0415
+    from appliance.accounts import StaffStore  # noqa: PLC0415 - keep `import kiosk_ui.serve` light
+    from appliance.audit import AuditLog  # noqa: PLC0415
     from kiosk_ui.staff import STAFF_THREADS, create_staff_app  # noqa: PLC0415
 
     tls = staff_tls(cfg)
@@ -454,6 +567,7 @@ def staff_listener(kiosk: Kiosk, cfg: KioskConfig) -> Listener:
         ssl_adapter=tls[0] if tls is not None else None,
         cert_pem=tls[1] if tls is not None else None,
         max_body_bytes=STAFF_MAX_BODY_BYTES,
+        front=True,  # staff work from a phone on the same open Wi-Fi: the same protection, TLS or not
     )
 
 

@@ -15,22 +15,25 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, cast
 
-from flask import Blueprint, Flask, Response, current_app, g, redirect, render_template, request, url_for
+from flask import Blueprint, Flask, Response, current_app, redirect, render_template, request, url_for
 from markupsafe import Markup
 from prometheus_client import CONTENT_TYPE_LATEST
 from werkzeug.exceptions import HTTPException
 from werkzeug.wrappers import Response as BaseResponse
 
+from appliance.accounts import AuthFailed, Role, StaffError, StaffStore
 from appliance.audit import AuditLog
-from appliance.compliance import CONSENT_LANGUAGES, ComplianceError, render_documents
+from appliance.clock import FIX_HINT, ClockWatch, clock_problem
+from appliance.compliance import ComplianceError, render_documents
 from appliance.config import KioskConfig, is_loopback
+from appliance.consent import CONSENT_LANGUAGES
 from appliance.event_settings import EventSettings
 from appliance.kiosk import KioskError
-from appliance.staff import AuthFailed, Role, StaffError, StaffStore
+from appliance.overrides import OverrideError, overrides_path, read_overrides
 from kiosk_ui import metrics, security
 from kiosk_ui.errors import http_status
 from kiosk_ui.staff_auth import (
@@ -45,12 +48,15 @@ from kiosk_ui.staff_auth import (
     StaffAuth,
     StaffSession,
     actor,
-    check_csrf,
+    check_login_csrf,
     clear_cookie,
+    clear_login_cookie,
     confirm_request,
     current_session,
+    login_token,
     session_id,
     set_cookie,
+    set_login_cookie,
     staff_only,
 )
 
@@ -75,6 +81,10 @@ logger = logging.getLogger(__name__)
 
 MAX_REQUEST_BYTES = 64 * 1024
 STAFF_THREADS = 8
+# The camera check needs no more to judge a set-up, and each frame costs a detector and a segmentation run
+# (~0.2 s on a 2-core CPU) that a guest arriving must not wait behind.
+MAX_CHECK_FPS = 4.0
+CHECK_BOUNDARY = "frame"
 
 # Outcome pages after an action (POST -> 303 -> GET). Fixed texts chosen by key, so nothing a client sends is
 # echoed back into a page.
@@ -85,8 +95,10 @@ _NOTICES = {
     "no_visit": "There was no visit in progress.",
     "choices": "Backgrounds and crop presets updated.",
     "settings": "Event settings updated.",
+    "reset": "Event settings are back to the config file's values.",
     "removed": "The staff account was removed.",
 }
+_NOT_SAVED = "The change could not be saved on the device, so it was not made. Check the disk and try again."
 
 
 # ---------------------------------------------------------------------------------------------- the console
@@ -96,8 +108,11 @@ class StaffConsole:
     """What the views call besides the facade: sign-in and sessions (``auth``), the event settings, the
     dashboard, and the audit record of each staff action.
 
-    ``cfg`` is the configuration the kiosk started with: the backgrounds and crop presets operators choose
-    from, and the event settings admins change, are bounded by it and by the config's legal limits.
+    ``cfg`` is the config file's values (``python -m appliance run`` hands the listeners the file without
+    the console's overrides): the backgrounds and crop presets operators choose from, and the event settings
+    admins change, are bounded by it and by the config's legal limits, and a reset goes back to it. Changes
+    are kept in ``overrides`` (``appliance.overrides``; by default next to the accounts file, where ``run``
+    looks for them).
     """
 
     def __init__(
@@ -107,6 +122,7 @@ class StaffConsole:
         *,
         auth: StaffAuth,
         thermal_root: Path = metrics.THERMAL_ROOT,
+        overrides: Path | None = None,
     ) -> None:
         self.kiosk = kiosk
         self.cfg = cfg
@@ -115,26 +131,57 @@ class StaffConsole:
         self.audit = auth.audit
         self.sessions = auth.sessions
         self.thermal_root = thermal_root
-        self.event = EventSettings(kiosk, cfg)
+        self.overrides = overrides if overrides is not None else overrides_path(auth.store.path)
+        self.event = EventSettings(kiosk, cfg, overrides=self.overrides)
+        self.clock_watch = ClockWatch(wall=auth.clock)
 
-    def record(self, account: str, action: str, *, target: str | None = None) -> None:
+    def record(
+        self, account: str, action: str, *, target: str | None = None, changes: dict[str, Any] | None = None
+    ) -> None:
         """Append a staff action to the audit trail (``StaffAuth.record``: a failed write never undoes it)."""
-        self.auth.record(account, action, target=target)
+        self.auth.record(account, action, target=target, changes=changes)
 
     def choose_backgrounds_and_presets(
         self, account: str, backgrounds: list[str], presets: list[str]
     ) -> None:
-        """Offer guests a subset of the configured choices (``EventSettings``); raises ``ValueError``."""
-        self.event.choose_backgrounds_and_presets(backgrounds, presets)
-        self.record(account, "event.choices")
+        """Offer guests a subset of the configured choices (``EventSettings``); raises ``ValueError``, and
+        ``OSError`` when the change cannot be saved (it is then not made)."""
+        changes = self.event.choose_backgrounds_and_presets(backgrounds, presets)
+        self.record(account, "event.choices", changes=changes)
 
     def change_event_settings(
         self, account: str, *, name: str, languages: list[str], window_minutes: int
     ) -> None:
         """Change the event name, languages and delivery window (``EventSettings.change``): only while paused
-        and idle (``KioskError``, 409), only within the config's bounds (``ValueError``)."""
-        self.event.change(name=name, languages=languages, window_minutes=window_minutes)
-        self.record(account, "event.settings")
+        and idle (``KioskError``, 409), only within the config's bounds (``ValueError``); kept across
+        restarts (``OSError`` when that fails, and then nothing changed)."""
+        changes = self.event.change(name=name, languages=languages, window_minutes=window_minutes)
+        self.record(account, "event.settings", changes=changes)
+
+    def reset_event_settings(self, account: str) -> None:
+        """Back to the config file's event settings (``EventSettings.reset``)."""
+        changes = self.event.reset()
+        self.record(account, "event.reset", changes=changes)
+
+    def overrides_problem(self) -> str | None:
+        """Why the overrides file cannot be used (it is then ignored at start), or None."""
+        try:
+            read_overrides(self.overrides)
+        except OverrideError as exc:
+            return str(exc)
+        return None
+
+    def clock_report(self) -> dict[str, Any]:
+        """The kiosk's time (so staff can compare it with their phone) and why it cannot be right, if so
+        (``appliance.clock``): TOTP codes then fail, and recovery codes are the way in."""
+        now = self.auth.clock()
+        evidence = [self.audit.log_path, self.audit.head_path, self.store.path, self.overrides]
+        problem = clock_problem(now=now, evidence=evidence) or self.clock_watch.problem()
+        return {
+            "now": time.strftime("%Y-%m-%d %H:%M:%S UTC", time.gmtime(now)),
+            "problem": problem,
+            "fix": FIX_HINT,
+        }
 
     def dashboard(self) -> dict[str, Any]:
         return metrics.dashboard(
@@ -169,39 +216,45 @@ def _template_globals() -> dict[str, Any]:
     }
 
 
+def _login_page(error: str | None, status: int = 200) -> Response:
+    """The sign-in form with its double-submit token (``staff_auth.LoginTokens``): nothing is kept on the
+    server for it, so loading this page any number of times changes nothing here."""
+    token, new = login_token()
+    page = render_template(
+        "staff/login.html", error=error, csrf_token=token, clock=_console().clock_report()
+    )
+    response = Response(page, status=status)
+    if new:
+        set_login_cookie(response, token)
+    return response
+
+
 @bp.get("/staff/login")
 def login() -> BaseResponse:
     session = current_session()
     if session is not None and session.account is not None:
         return redirect(url_for("staff.dashboard"), code=303)
-    # The form's CSRF token needs a session before sign-in: an anonymous one, replaced at sign-in.
-    new_id = None
-    if session is None:
-        new_id, g.staff_session = _console().sessions.new()
-    response = Response(render_template("staff/login.html", error=None))
-    if new_id is not None:
-        set_cookie(response, new_id)
-    return response
+    return _login_page(None)
 
 
 @bp.post("/staff/login")
 def login_submit() -> BaseResponse:
-    session = current_session()
-    check_csrf(session)
+    check_login_csrf()
     console = _console()
     try:
         new_id, _fresh = console.auth.sign_in(
             request.remote_addr or "unknown",
             request.form.get("username", "")[:64],
             request.form.get("password", "")[:1024],
-            request.form.get("totp", "")[:16],
+            request.form.get("totp", "")[:32],
         )
     except AuthFailed as failed:
-        return Response(render_template("staff/login.html", error=str(failed)), status=401)
-    # A fresh id: the pre-sign-in session (and any cookie an attacker planted) is gone for good.
+        return _login_page(str(failed), 401)
+    # A fresh id: whatever session cookie the browser held before (one an attacker planted, too) is gone.
     console.sessions.end(session_id())
     response = redirect(url_for("staff.dashboard"), code=303)
     set_cookie(response, new_id)
+    clear_login_cookie(response)
     return response
 
 
@@ -228,7 +281,59 @@ def dashboard() -> str:
         notice=_notice(),
         configured=console.cfg.event,
         offered=console.kiosk.cfg.event,
+        clock=console.clock_report(),
     )
+
+
+@bp.get("/staff/camera")
+@staff_only(Role.OPERATOR)
+def camera_check() -> str:
+    """The camera check page: the live set-up with every person a flat silhouette (409 during a visit)."""
+    _console().kiosk.refuse_camera_check()
+    return render_template("staff/camera.html")
+
+
+@bp.get("/staff/camera.mjpg")
+@staff_only(Role.OPERATOR)
+def camera_check_stream() -> Response:
+    """The camera check as an MJPEG stream (the guest preview's pattern, ``kiosk_ui.guest.preview``). It
+    starts the check (409 during a visit) and ends it when the stream goes: the generator's ``finally``
+    runs when the client disconnects, when a guest visit starts (the next frame is refused) or on error."""
+    kiosk = _console().kiosk
+    viewer = kiosk.start_camera_check()
+    try:
+        first = kiosk.camera_check_frame()  # errors answer before streaming
+    except BaseException:
+        kiosk.end_camera_check(viewer)
+        raise
+    _console().record(actor(), "camera.check")
+
+    def frames() -> Iterator[bytes]:
+        jpeg: bytes | None = first.jpeg
+        interval = 1.0 / MAX_CHECK_FPS
+        try:
+            while jpeg is not None:
+                started = time.monotonic()
+                head = (
+                    f"--{CHECK_BOUNDARY}\r\nContent-Type: image/jpeg\r\nContent-Length: {len(jpeg)}\r\n\r\n"
+                )
+                yield head.encode() + jpeg + b"\r\n"
+                jpeg = None
+                time.sleep(max(0.0, interval - (time.monotonic() - started)))
+                try:
+                    jpeg = kiosk.camera_check_frame().jpeg
+                except KioskError:
+                    return  # a guest visit started, the check timed out or its worker stopped
+        finally:
+            kiosk.end_camera_check(viewer)
+
+    response = Response(frames(), mimetype=f"multipart/x-mixed-replace; boundary={CHECK_BOUNDARY}")
+    response.headers["X-Accel-Buffering"] = "no"
+    response.headers["Cache-Control"] = "no-store"
+    # Also when the stream is closed before its first byte was asked for (a generator never started does
+    # not run its ``finally``); ending twice is harmless.
+    response.call_on_close(lambda: kiosk.end_camera_check(viewer))
+    return response
 
 
 @bp.post("/staff/kiosk/pause")
@@ -266,14 +371,24 @@ def event_choices() -> BaseResponse:
         )
     except ValueError as exc:
         raise Refused(400, str(exc)) from None
+    except OSError:
+        logger.error("event overrides could not be written; the change was not made")
+        raise Refused(503, _NOT_SAVED) from None
     return _done("choices")
 
 
 @bp.get("/staff/admin/event")
 @staff_only(Role.ADMIN)
 def event_settings() -> str:
-    cfg = _console().kiosk.cfg
-    return render_template("staff/event.html", cfg=cfg, notice=_notice(), all_languages=CONSENT_LANGUAGES)
+    console = _console()
+    return render_template(
+        "staff/event.html",
+        cfg=console.kiosk.cfg,
+        notice=_notice(),
+        all_languages=CONSENT_LANGUAGES,
+        overridden=console.event.overridden(),
+        overrides_problem=console.overrides_problem(),
+    )
 
 
 @bp.post("/staff/admin/event")
@@ -292,7 +407,21 @@ def event_settings_submit() -> BaseResponse:
         )
     except ValueError as exc:
         raise Refused(400, f"Not within the allowed settings: {exc}") from None
+    except OSError:
+        logger.error("event overrides could not be written; the change was not made")
+        raise Refused(503, _NOT_SAVED) from None
     return _done("settings", "staff.event_settings")
+
+
+@bp.post("/staff/admin/event/reset")
+@staff_only(Role.ADMIN)
+def event_settings_reset() -> BaseResponse:
+    try:
+        _console().reset_event_settings(actor())
+    except OSError:
+        logger.error("event overrides could not be removed; the reset was not made")
+        raise Refused(503, _NOT_SAVED) from None
+    return _done("reset", "staff.event_settings")
 
 
 @bp.get("/staff/admin/accounts")
@@ -320,6 +449,7 @@ def _enrolment_page(enrolment: Any, action: str) -> str:
         secret=enrolment.secret,
         uri=enrolment.uri,
         qr_svg=Markup(svg),  # noqa: S704 - segno's own SVG, built from the URI; no client input in markup
+        recovery_codes=enrolment.recovery_codes,
     )
 
 
@@ -367,6 +497,20 @@ def account_reset_totp() -> str:
     console.sessions.end_account(name)  # a lost phone: whoever holds it is signed out too
     console.record(actor(), "staff.reset_totp", target=name)
     return _enrolment_page(enrolment, "reset")
+
+
+@bp.post("/staff/admin/accounts/recovery-codes")
+@staff_only(Role.ADMIN)
+def account_recovery_codes() -> str:
+    confirm_request()
+    console = _console()
+    name = request.form.get("name", "")[:64]
+    try:
+        codes = console.store.new_recovery_codes(name)
+    except StaffError as exc:
+        raise Refused(400, str(exc)) from None
+    console.record(actor(), "staff.recovery_codes", target=name)
+    return render_template("staff/recovery_codes.html", name=name, recovery_codes=codes)
 
 
 @bp.get("/staff/admin/audit")

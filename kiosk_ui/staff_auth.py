@@ -1,15 +1,24 @@
 """Staff console authentication: server-side sessions, the sign-in limiter, CSRF and the role decorator.
 
-Sign-in is name + password (argon2id) + TOTP code, checked by ``appliance.staff.StaffStore`` (single-use
+Sign-in is name + password (argon2id) + TOTP code, checked by ``appliance.accounts.StaffStore`` (single-use
 codes, per-account lockout with back-off). On top of it this module keeps:
 
-* **server-side sessions** (``SessionTable``): the cookie holds only a random id; the session itself —
-  account, role, CSRF token, times — lives in this process. Signing out deletes it, so a replayed cookie
-  is worth nothing (Flask's default cookie session would still replay). A fresh id is issued at sign-in,
-  so a cookie planted before sign-in is never promoted (session fixation). Idle and absolute timeouts.
-* **a per-address limiter** (``AddressLimiter``) with back-off, beside the store's per-account counter.
-* **CSRF**: a per-session token in a hidden ``csrf_token`` field of every form, compared in constant time,
-  plus the Origin / Fetch-Metadata check of ``kiosk_ui.security``.
+* **server-side sessions** (``SessionTable``), for signed-in staff only: the cookie holds only a random id;
+  the session itself — account, role, CSRF token, times — lives in this process. Signing out deletes it,
+  so a replayed cookie is worth nothing (Flask's default cookie session would still replay). A fresh id is
+  issued at sign-in, so a cookie planted before sign-in is never promoted (session fixation). Idle and
+  absolute timeouts.
+* **a sign-in form that holds nothing on the server** (``LoginTokens``): its CSRF token is a signed
+  double-submit token (HMAC-SHA256 under a per-process key over issue time and a random nonce), sent both
+  as a cookie and as the form field and valid for ``LOGIN_FORM_SECONDS``. Anonymous requests therefore add
+  nothing to the session table, and however many sign-in pages an outsider loads, no staff member's
+  session or half-filled sign-in can be pushed out.
+* **a per-address limiter** (``AddressLimiter``) with back-off: wrong passwords count against the client's
+  address only, so an outsider cannot lock a staff account by guessing; the store's per-account lockout
+  counts wrong codes after the right password. A locked account keeps its live sessions (a lock stops new
+  sign-ins, nothing more).
+* **CSRF** for signed-in staff: a per-session token in a hidden ``csrf_token`` field of every form, compared
+  in constant time, plus the Origin / Fetch-Metadata check of ``kiosk_ui.security``.
 * **re-authentication** (password + a new TOTP code) for staff account changes and the audit export.
 
 ``StaffAuth`` (in ``app.extensions["staff_auth"]``) ties them to the account store and the audit trail;
@@ -19,6 +28,7 @@ the request helpers below (``current_session``, ``staff_only``, ``check_csrf``..
 
 from __future__ import annotations
 
+import base64
 import functools
 import hashlib
 import hmac
@@ -34,17 +44,21 @@ from flask import current_app, g, redirect, request, url_for
 from werkzeug.exceptions import HTTPException
 from werkzeug.wrappers import Response as BaseResponse
 
+from appliance.accounts import AuthFailed, FailureReason, Role, SignIn, StaffError, StaffStore
 from appliance.audit import AuditError, AuditLog
-from appliance.staff import AuthFailed, FailureReason, Role, StaffError, StaffStore
 
 __all__ = [
     "ABSOLUTE_TIMEOUT_SECONDS",
     "ANONYMOUS_IDLE_SECONDS",
     "COOKIE",
     "IDLE_TIMEOUT_SECONDS",
+    "LOGIN_COOKIE",
+    "LOGIN_FORM_SECONDS",
     "MAX_SESSIONS",
     "TLS_COOKIE",
+    "TLS_LOGIN_COOKIE",
     "AddressLimiter",
+    "LoginTokens",
     "ReauthFailed",
     "Refused",
     "SessionTable",
@@ -52,11 +66,15 @@ __all__ = [
     "StaffSession",
     "actor",
     "check_csrf",
+    "check_login_csrf",
     "clear_cookie",
+    "clear_login_cookie",
     "confirm_request",
     "current_session",
+    "login_token",
     "session_id",
     "set_cookie",
+    "set_login_cookie",
     "signed_in",
     "staff_only",
 ]
@@ -65,12 +83,15 @@ logger = logging.getLogger(__name__)
 
 IDLE_TIMEOUT_SECONDS = 15 * 60.0  # OWASP ASVS 3.3: re-authenticate after a short idle time
 ABSOLUTE_TIMEOUT_SECONDS = 8 * 3600.0  # one shift
-ANONYMOUS_IDLE_SECONDS = 10 * 60.0  # a sign-in form left open longer must be reloaded
-MAX_SESSIONS = 1000  # bounds the memory an unauthenticated client can make us hold
+LOGIN_FORM_SECONDS = 10 * 60.0  # a sign-in form left open longer must be reloaded
+ANONYMOUS_IDLE_SECONDS = LOGIN_FORM_SECONDS  # the earlier name
+MAX_SESSIONS = 1000  # signed-in sessions only: anonymous requests never add one
 COOKIE = "staff_session"
 # Over TLS the cookie gets the __Host- prefix: the browser then insists on Secure, Path=/ and no Domain, so
 # another host on the event network cannot plant or overwrite it.
 TLS_COOKIE = "__Host-staff_session"
+LOGIN_COOKIE = "staff_login"  # the sign-in form's double-submit token
+TLS_LOGIN_COOKIE = "__Host-staff_login"
 EXTENSION = "staff_auth"  # the app.extensions key of the app's StaffAuth
 
 _RANK = {Role.OPERATOR: 1, Role.ADMIN: 2}
@@ -83,8 +104,8 @@ F = TypeVar("F", bound=Callable[..., Any])
 
 @dataclass
 class StaffSession:
-    """One browser's session. ``account`` is None before sign-in (the session then only carries the CSRF
-    token of the sign-in form)."""
+    """One signed-in browser's session (``account`` and ``role`` are always set; the Optional types are
+    kept for the views, which check them anyway)."""
 
     csrf: str = field(repr=False)
     created: float
@@ -99,7 +120,8 @@ def _key(session_id: str) -> str:
 
 
 class SessionTable:
-    """Server-side staff sessions, in memory (a restart signs everyone out, which is fine for a kiosk).
+    """Server-side sessions of signed-in staff, in memory (a restart signs everyone out, which is fine for a
+    kiosk). Only a successful sign-in adds one, so nobody without credentials can fill the table.
 
     ``clock`` is epoch seconds. Thread-safe. ``get`` enforces the idle and absolute timeouts and refreshes
     the idle timer; ``end`` forgets a session at once.
@@ -111,23 +133,20 @@ class SessionTable:
         clock: Callable[[], float],
         idle_seconds: float = IDLE_TIMEOUT_SECONDS,
         absolute_seconds: float = ABSOLUTE_TIMEOUT_SECONDS,
-        anonymous_idle_seconds: float = ANONYMOUS_IDLE_SECONDS,
         capacity: int = MAX_SESSIONS,
     ) -> None:
         self.clock = clock
         self.idle_seconds = idle_seconds
         self.absolute_seconds = absolute_seconds
-        self.anonymous_idle_seconds = anonymous_idle_seconds
         self.capacity = capacity
         self._lock = threading.Lock()
         self._sessions: OrderedDict[str, StaffSession] = OrderedDict()
 
     def _expired(self, session: StaffSession, now: float) -> bool:
-        idle = self.idle_seconds if session.account is not None else self.anonymous_idle_seconds
-        return now - session.last_seen > idle or now - session.created > self.absolute_seconds
+        return now - session.last_seen > self.idle_seconds or now - session.created > self.absolute_seconds
 
-    def new(self, account: str | None = None, role: Role | None = None) -> tuple[str, StaffSession]:
-        """A fresh session (id, session); the id goes into the cookie and nowhere else."""
+    def new(self, account: str, role: Role) -> tuple[str, StaffSession]:
+        """A fresh signed-in session (id, session); the id goes into the cookie and nowhere else."""
         now = self.clock()
         session_id = secrets.token_urlsafe(32)
         session = StaffSession(
@@ -137,9 +156,8 @@ class SessionTable:
             for key in [k for k, s in self._sessions.items() if self._expired(s, now)]:
                 del self._sessions[key]
             while len(self._sessions) >= self.capacity:
-                # Evict the oldest sign-in form first; signed-in staff only when there is nothing else.
-                anonymous = next((k for k, s in self._sessions.items() if s.account is None), None)
-                del self._sessions[anonymous if anonymous is not None else next(iter(self._sessions))]
+                # Only sign-ins fill the table; at capacity the least recently used session goes.
+                del self._sessions[next(iter(self._sessions))]
             self._sessions[_key(session_id)] = session
         return session_id, session
 
@@ -165,6 +183,10 @@ class SessionTable:
             with self._lock:
                 self._sessions.pop(_key(session_id), None)
 
+    def __len__(self) -> int:
+        with self._lock:
+            return len(self._sessions)
+
     def end_account(self, account: str) -> int:
         """End every session of ``account`` (removed, or its TOTP reset); returns how many."""
         with self._lock:
@@ -172,6 +194,54 @@ class SessionTable:
             for key in keys:
                 del self._sessions[key]
         return len(keys)
+
+
+class LoginTokens:
+    """The sign-in form's CSRF tokens, checked without any server-side state (signed double-submit).
+
+    A token is ``<issue time, hex>.<nonce>.<mac>``: 16 random bytes of nonce and an HMAC-SHA256 under a key
+    made once per process, both base64url. The sign-in page sets it as a cookie (HttpOnly, SameSite=Strict,
+    ``__Host-`` over TLS) and puts it in the form; a sign-in is accepted only if both are present, equal,
+    carry a valid MAC and are at most ``lifetime_seconds`` old. Another site can neither read the cookie
+    nor set it on this host, and a token made up or kept past its time fails the MAC or the age check. A
+    restart changes the key, so open sign-in forms must be reloaded then.
+    """
+
+    _CONTEXT = b"headshot-kiosk staff sign-in form v1"
+
+    def __init__(self, *, clock: Callable[[], float], lifetime_seconds: float = LOGIN_FORM_SECONDS) -> None:
+        self.clock = clock
+        self.lifetime_seconds = lifetime_seconds
+        self._key = secrets.token_bytes(32)
+
+    def _mac(self, issued: str, nonce: str) -> str:
+        digest = hmac.new(self._key, b"|".join((self._CONTEXT, issued.encode(), nonce.encode())), "sha256")
+        return base64.urlsafe_b64encode(digest.digest()).rstrip(b"=").decode()
+
+    def issue(self) -> str:
+        issued = format(int(self.clock()), "x")
+        nonce = secrets.token_urlsafe(16)
+        return f"{issued}.{nonce}.{self._mac(issued, nonce)}"
+
+    def age(self, token: str | None) -> float | None:
+        """Seconds since ``token`` was issued if it is genuine and still within its lifetime, else None."""
+        if not token or len(token) > 128 or token.count(".") != 2:
+            return None
+        issued, nonce, mac = token.split(".")
+        if not hmac.compare_digest(mac.encode(), self._mac(issued, nonce).encode()):
+            return None
+        try:
+            age = self.clock() - int(issued, 16)
+        except ValueError:
+            return None
+        # A token from the future: the clock was set back since (item: a wrong clock corrected); reload.
+        return age if -60.0 <= age <= self.lifetime_seconds else None
+
+    def accepts(self, cookie: str | None, field: str | None) -> bool:
+        """The double-submit check: the cookie and the form field are the same genuine, unexpired token."""
+        if not cookie or not field or not hmac.compare_digest(cookie.encode(), field.encode()):
+            return False
+        return self.age(cookie) is not None
 
 
 class AddressLimiter:
@@ -250,29 +320,40 @@ class StaffAuth:
         self.clock = clock
         self.sessions = SessionTable(clock=clock)
         self.limiter = AddressLimiter(clock=clock)
+        self.login_tokens = LoginTokens(clock=clock)
 
-    def record(self, account: str, action: str, *, target: str | None = None) -> None:
+    def record(
+        self, account: str, action: str, *, target: str | None = None, changes: dict[str, Any] | None = None
+    ) -> None:
         """Append a staff action to the audit trail. A failure to write is logged and does not undo the
         action (the kiosk must stay operable); ``audit verify`` still checks what was written."""
         try:
-            self.audit.append_staff(account, action, target=target, at=self.clock())
+            self.audit.append_staff(account, action, target=target, changes=changes, at=self.clock())
         except (AuditError, OSError) as exc:
             logger.error("could not record a staff action in the audit trail: %s", exc.__class__.__name__)
 
     def sign_in(self, address: str, name: str, password: str, code: str) -> tuple[str, StaffSession]:
-        """Check the credentials and open a fresh session; raises ``AuthFailed`` (one message for all)."""
+        """Check the credentials and open a fresh session; raises ``AuthFailed`` (one message for all).
+
+        Every failure counts against ``address`` (``AddressLimiter``); a wrong password does not count
+        against the account (``StaffStore.authenticate(lock_on_wrong_password=False)``), so whoever guesses
+        passwords blocks only their own address. ``code`` may be a recovery code (recorded as
+        ``login.recovery``)."""
         if self.limiter.blocked(address):
             # No argon2 work for a blocked address; the refusal reads exactly like any other failure.
             raise AuthFailed(FailureReason.LOCKED)
         try:
-            summary = self.store.verify(name, password, code, now=self.clock())
+            signed: SignIn = self.store.authenticate(
+                name, password, code, now=self.clock(), lock_on_wrong_password=False
+            )
         except AuthFailed as failed:
             self.record(failed.account or "unknown", f"login.failed.{failed.reason.value}")
             if self.limiter.failed(address):
                 logger.warning("staff sign-in blocked for a client address after repeated failures")
                 self.record("unknown", "login.throttled")
             raise
-        self.record(summary.name, "login")
+        summary = signed.summary
+        self.record(summary.name, "login.recovery" if signed.recovery else "login")
         logger.info("staff signed in (role %s)", summary.role.value)
         return self.sessions.new(summary.name, summary.role)
 
@@ -288,14 +369,17 @@ class StaffAuth:
             raise ReauthFailed from None
 
     def still_valid(self, session: StaffSession) -> bool:
-        """The account still exists, has the same role and is not locked (checked on every request, so a
-        removal from the command line or a lockout ends its sessions at once)."""
+        """The account still exists with the same role (checked on every request, so a removal or a role
+        change from the command line ends its sessions at once).
+
+        A lockout does not end them: a lock answers failed sign-ins, and anyone who can reach the sign-in
+        form can cause failed sign-ins, so ending sessions on a lock would let an outsider throw staff out."""
         try:
             accounts = {summary.name: summary for summary in self.store.list(now=self.clock())}
         except StaffError:
             return False
         summary = accounts.get(session.account or "")
-        return summary is not None and summary.role is session.role and summary.locked_until is None
+        return summary is not None and summary.role is session.role
 
 
 # ---------------------------------------------------------------------------------------------- per request
@@ -307,6 +391,52 @@ def _auth() -> StaffAuth:
 
 def _cookie_name() -> str:
     return TLS_COOKIE if request.is_secure else COOKIE
+
+
+def _login_cookie_name() -> str:
+    return TLS_LOGIN_COOKIE if request.is_secure else LOGIN_COOKIE
+
+
+def login_token() -> tuple[str, bool]:
+    """The sign-in form's token for this request: the browser's own if it is genuine and less than half
+    its lifetime old (two open tabs keep working), else a fresh one. Returns (token, is_new); give the
+    response to ``set_login_cookie`` when it is new."""
+    tokens = _auth().login_tokens
+    sent = request.cookies.get(_login_cookie_name())
+    age = tokens.age(sent)
+    if sent and age is not None and age < tokens.lifetime_seconds / 2:
+        return sent, False
+    return tokens.issue(), True
+
+
+def set_login_cookie(response: BaseResponse, token: str) -> None:
+    response.set_cookie(
+        _login_cookie_name(),
+        token,
+        max_age=int(_auth().login_tokens.lifetime_seconds),
+        path="/",
+        secure=request.is_secure,
+        httponly=True,
+        samesite="Strict",
+    )
+
+
+def clear_login_cookie(response: BaseResponse) -> None:
+    response.delete_cookie(
+        _login_cookie_name(), path="/", secure=request.is_secure, httponly=True, samesite="Strict"
+    )
+
+
+def check_login_csrf() -> None:
+    """403 unless the sign-in form's ``csrf_token`` and the sign-in cookie carry the same genuine,
+    unexpired token (``LoginTokens.accepts``), or the browser is signed in and sent its session's token."""
+    sent = request.form.get("csrf_token", "")
+    session = current_session()
+    if session is not None and sent and hmac.compare_digest(sent.encode(), session.csrf.encode()):
+        return  # signed in already: a form of this console carries the session's own token
+    if not _auth().login_tokens.accepts(request.cookies.get(_login_cookie_name()), sent):
+        logger.warning("refused a staff sign-in without a valid form token")
+        raise Refused(403, "The form has expired or did not come from this console. Reload and try again.")
 
 
 def session_id() -> str | None:

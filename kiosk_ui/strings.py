@@ -1,6 +1,6 @@
 """Translated text the templates and the page script need.
 
-The consent screen is not worded here: its templates live in ``appliance.compliance`` (the text the receipt's
+The consent screen is not worded here: its templates live in ``appliance.consent`` (the text the receipt's
 policy hash covers) and their translations in the consent catalogs next to it. ``consent_summary`` renders
 them through Flask-Babel, in the request's language, so the guest reads exactly the hashed wording.
 
@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING, Any
 from flask_babel import Domain, get_locale
 from flask_babel import gettext as _
 
-from appliance.compliance import CONSENT_CATALOGS, CONSENT_DOMAIN, consent_screen
+from appliance.consent import CONSENT_CATALOGS, CONSENT_DOMAIN, consent_screen
 
 if TYPE_CHECKING:
     from appliance.config import KioskConfig
@@ -25,7 +25,7 @@ _CONSENT = Domain(translation_directories=[str(CONSENT_CATALOGS)], domain=CONSEN
 
 
 class _FlaskBabelConsent:
-    """``appliance.compliance.ConsentTranslator`` backed by Flask-Babel's consent domain."""
+    """``appliance.consent.ConsentTranslator`` backed by Flask-Babel's consent domain."""
 
     def gettext(self, msgid: str) -> str:
         # No variables: Flask-Babel then returns the translation unformatted; compliance fills it.
@@ -36,7 +36,7 @@ class _FlaskBabelConsent:
 
 
 def consent_summary(cfg: KioskConfig) -> dict[str, Any]:
-    """The consent screen in the request's language (see ``appliance.compliance.consent_screen``)."""
+    """The consent screen in the request's language (see ``appliance.consent.consent_screen``)."""
     return consent_screen(cfg, str(get_locale()), translator=_FlaskBabelConsent())
 
 
@@ -53,6 +53,7 @@ def client_strings() -> dict[str, str]:
         "hint_centre_yourself": _("Move to the middle of the outline"),
         "hint_look_at_camera": _("Look at the camera"),
         "hint_more_light": _("More light, please: face the light"),
+        "hint_step_apart": _("Only you in the picture, please: ask others to step aside"),
         # dynamic labels
         "takes_left": _("Retake ({n} left)"),
         "no_takes_left": _("No retakes left"),
@@ -68,6 +69,14 @@ def client_strings() -> dict[str, str]:
         "working": _("Making your headshot..."),
         # errors by API code
         "error_no_face": _("We couldn't see your face. Please look at the camera and try again."),
+        # a capture that kept nothing because of the scene (engine.scene.scene_problem codes)
+        "error_step_apart": _(
+            "Someone else was in your picture. Please ask them to step aside and try again."
+        ),
+        "error_face_too_small": _("You were too far away. Please step closer and try again."),
+        "error_face_cut_off": _(
+            "Your face was at the edge of the picture. Please move to the middle and try again."
+        ),
         "error_retake_limit": _("You have used all your photos."),
         "error_generic": _("Something went wrong. Please try again."),
         "error_session_active": _("Someone else's visit is still in progress. Please wait a moment."),

@@ -35,18 +35,24 @@ from provisioning.configfile import (
     render_config_toml,
 )
 from provisioning.render import (
+    BROWSER_HOME_MOUNT,
     BROWSER_UNIT,
     KIOSK_UNIT,
+    NVZRAM_UNIT,
+    kiosk_wanted_by,
+    render_browser_home_mount,
     render_browser_pam,
     render_browser_unit,
     render_chromium_policy,
     render_coredump_conf,
     render_journald_conf,
     render_kiosk_unit,
+    render_nvzramconfig_dropin,
     render_sysctl,
     render_sysusers,
     render_zram_generator,
     unit_path,
+    zram_setup_unit,
 )
 from provisioning.runner import Runner
 from provisioning.target import (
@@ -56,6 +62,7 @@ from provisioning.target import (
     Target,
     fstab_source_path,
     host_path,
+    installed_packages,
     is_live_root,
     lookup_id,
     systemd_escape_path,
@@ -71,8 +78,11 @@ __all__ = [
     "chown_commands",
     "desired_state",
     "diff",
+    "package_commands",
     "plan",
     "resolve_config",
+    "unit_file_present",
+    "wanted_packages",
     "write_specs",
 ]
 
@@ -82,14 +92,27 @@ COREDUMP_PATH = PurePosixPath("/etc/systemd/coredump.conf.d/60-headshot-kiosk.co
 JOURNALD_PATH = PurePosixPath("/etc/systemd/journald.conf.d/60-headshot-kiosk.conf")
 ZRAM_PATH = PurePosixPath("/etc/systemd/zram-generator.conf")
 PAM_PATH = PurePosixPath(f"/etc/pam.d/{BROWSER_USER}")
-CHROMIUM_POLICY_PATH = PurePosixPath("/etc/chromium/policies/managed/headshot-kiosk.json")
-# Masked on the "off" policy: swap.target pulls in every fstab swap unit; nvzramconfig.service is how L4T
-# turns on zram swap outside swap.target.
-_SWAP_MASKS_OFF = ("swap.target", "nvzramconfig.service")
+# Debian's Chromium reads the first, Ubuntu's (the snap) the second: the same policy goes to both.
+CHROMIUM_POLICY_PATHS = (
+    PurePosixPath("/etc/chromium/policies/managed/headshot-kiosk.json"),
+    PurePosixPath("/etc/chromium-browser/policies/managed/headshot-kiosk.json"),
+)
+CHROMIUM_POLICY_PATH = CHROMIUM_POLICY_PATHS[0]
+NVZRAM_DROPIN_PATH = PurePosixPath(f"/etc/systemd/system/{NVZRAM_UNIT}.d/60-headshot-kiosk.conf")
+# Masked on the "off" policy: swap.target pulls in every fstab swap unit.
+_SWAP_MASKS_OFF = ("swap.target",)
+# Where a unit file can live (systemd.unit(5) search path, system manager), /etc first.
+_UNIT_DIRS = ("/etc/systemd/system", "/lib/systemd/system", "/usr/lib/systemd/system")
+# Packages apply installs when the device lacks them (jammy/noble names). cage: the kiosk compositor
+# (universe); systemd-zram-generator: the zram swap policy (universe). Chromium is a snap on Ubuntu.
+BROWSER_PACKAGES = ("cage",)
+ZRAM_PACKAGES = ("systemd-zram-generator",)
 
 # Handlers, in the order they run. Each is triggered by changes to the specs that name it.
+_PACKAGES = "packages"
 _SYSUSERS = "sysusers"
 _DAEMON_RELOAD = "daemon-reload"
+_NVZRAM = "nvzram"
 _SYSCTL = "sysctl"
 _JOURNALD = "journald"
 _SWAPOFF = "swapoff"
@@ -101,6 +124,7 @@ _HANDLER_ORDER = (
     _DAEMON_RELOAD,
     _SYSCTL,
     _JOURNALD,
+    _NVZRAM,
     _SWAPOFF,
     _ZRAM,
     _RESTART_KIOSK,
@@ -206,17 +230,87 @@ def resolve_config(target: Target, config_path: Path | None) -> tuple[str, Kiosk
     return render_config_toml(config), config, origin
 
 
+def unit_file_present(root: Path, name: str) -> PurePosixPath | None:
+    """Where the unit file ``name`` lives under ``root`` (a regular file, not a symlink), if anywhere."""
+    for directory in _UNIT_DIRS:
+        path = host_path(root, f"{directory}/{name}")
+        if path.is_file() and not path.is_symlink():
+            return PurePosixPath(directory) / name
+    return None
+
+
+def _neutralise_nvzramconfig(root: Path, name: str = NVZRAM_UNIT) -> list[Spec]:
+    """Keep L4T's zram unit ``name`` from running. A /dev/null symlink in /etc/systemd/system masks it,
+    unless a real unit file sits at that very path (L4T ships nvzramconfig.service there): the link would
+    destroy a package-owned file, so such a unit gets a drop-in instead (and is disabled)."""
+    if unit_file_present(root, name) == unit_path(name):
+        dropin = render_nvzramconfig_dropin().encode()
+        return [FileSpec(NVZRAM_DROPIN_PATH, dropin, triggers=(_DAEMON_RELOAD, _NVZRAM))]
+    return [LinkSpec(unit_path(name), "/dev/null", triggers=(_DAEMON_RELOAD, _SWAPOFF))]
+
+
 def _swap_specs(target: Target) -> list[Spec]:
     specs: list[Spec] = []
     masks: list[str] = []
     if target.swap_policy == "off":
         masks.extend(_SWAP_MASKS_OFF)
     else:
-        specs.append(FileSpec(ZRAM_PATH, render_zram_generator().encode(), triggers=(_DAEMON_RELOAD, _ZRAM)))
+        specs.append(
+            FileSpec(
+                ZRAM_PATH,
+                render_zram_generator(target.zram_generator).encode(),
+                triggers=(_DAEMON_RELOAD, _ZRAM),
+            )
+        )
     # Disk swap from fstab is masked under both policies: zram is the only swap a kiosk may have.
     masks.extend(systemd_escape_path(fstab_source_path(src)) + ".swap" for src in target.fstab_swaps)
     specs.extend(LinkSpec(unit_path(m), "/dev/null", triggers=(_DAEMON_RELOAD, _SWAPOFF)) for m in masks)
+    # L4T's own zram swap runs under both policies unless stopped: with "zram" it would add its per-CPU
+    # devices next to the generator's.
+    specs.extend(_neutralise_nvzramconfig(target.root))
     return specs
+
+
+def wanted_packages(target: Target) -> tuple[str, ...]:
+    """Debian packages what apply renders depends on (installed by apply where missing)."""
+    wanted: list[str] = []
+    if target.browser:
+        wanted.extend(BROWSER_PACKAGES)
+    if target.swap_policy == "zram":
+        wanted.extend(ZRAM_PACKAGES)
+    return tuple(wanted)
+
+
+def package_commands(
+    root: Path, wanted: Sequence[str], *, snaps: Sequence[str] = ()
+) -> list[tuple[str, ...]]:
+    """Commands that install what is missing of ``wanted`` (apt) and ``snaps``.
+
+    Only where the root has a dpkg database (the device, or a real image): a staging tree cannot say what
+    is installed, so nothing is planned there (the plan's notes list the packages instead). A snap is
+    installed when ``/snap/bin/<name>`` is absent, then held so it never refreshes during an event.
+    """
+    installed = installed_packages(root)
+    if installed is None:
+        return []
+    commands: list[tuple[str, ...]] = []
+    missing = [p for p in wanted if p not in installed]
+    if missing:
+        commands.append(("apt-get", "install", "--yes", "--no-install-recommends", *missing))
+    for snap in snaps:
+        if not host_path(root, f"/snap/bin/{snap}").exists():
+            if "snapd" not in installed:
+                commands.append(("apt-get", "install", "--yes", "--no-install-recommends", "snapd"))
+            commands.append(("snap", "install", snap))
+            # snapd >= 2.58: hold indefinitely; the operator refreshes between events.
+            commands.append(("snap", "refresh", "--hold=forever", snap))
+    return commands
+
+
+def _wanted_snaps(target: Target) -> tuple[str, ...]:
+    if target.browser and target.browser_is_snap:
+        return (PurePosixPath(target.browser_binary).name,)
+    return ()
 
 
 def desired_state(config_text: str, config: KioskConfig, target: Target) -> list[Spec]:
@@ -224,7 +318,7 @@ def desired_state(config_text: str, config: KioskConfig, target: Target) -> list
     hk = {"owner": SERVICE_USER, "group": SERVICE_GROUP}
     kiosk_unit = unit_path(KIOSK_UNIT)
     specs: list[Spec] = [
-        FileSpec(SYSUSERS_PATH, render_sysusers().encode(), triggers=(_SYSUSERS,)),
+        FileSpec(SYSUSERS_PATH, render_sysusers(target.supplementary_groups).encode(), triggers=(_SYSUSERS,)),
         DirSpec(CONFIG_DIR, 0o750, group=SERVICE_GROUP),
         DirSpec(TLS_DIR, 0o750, group=SERVICE_GROUP),
         # Readable by the service, writable by root only: the service cannot change its own config.
@@ -249,10 +343,13 @@ def desired_state(config_text: str, config: KioskConfig, target: Target) -> list
         FileSpec(COREDUMP_PATH, render_coredump_conf().encode()),  # read by each systemd-coredump run
         FileSpec(JOURNALD_PATH, render_journald_conf().encode(), triggers=(_JOURNALD,)),
         *_swap_specs(target),
-        LinkSpec(
-            PurePosixPath("/etc/systemd/system/multi-user.target.wants") / KIOSK_UNIT,
-            str(kiosk_unit),
-            triggers=(_DAEMON_RELOAD,),
+        *(
+            LinkSpec(
+                PurePosixPath(f"/etc/systemd/system/{wanted_by}.wants") / KIOSK_UNIT,
+                str(kiosk_unit),
+                triggers=(_DAEMON_RELOAD,),
+            )
+            for wanted_by in kiosk_wanted_by(config)
         ),
     ]
     if target.browser:
@@ -264,15 +361,30 @@ def desired_state(config_text: str, config: KioskConfig, target: Target) -> list
                 triggers=(_DAEMON_RELOAD, _RESTART_BROWSER),
             ),
             FileSpec(PAM_PATH, render_browser_pam().encode()),
-            FileSpec(
-                CHROMIUM_POLICY_PATH, render_chromium_policy(config).encode(), triggers=(_RESTART_BROWSER,)
+            *(
+                FileSpec(path, render_chromium_policy(config).encode(), triggers=(_RESTART_BROWSER,))
+                for path in CHROMIUM_POLICY_PATHS
             ),
             LinkSpec(
-                PurePosixPath("/etc/systemd/system/graphical.target.wants") / BROWSER_UNIT,
+                PurePosixPath("/etc/systemd/system/multi-user.target.wants") / BROWSER_UNIT,
                 str(browser_unit),
                 triggers=(_DAEMON_RELOAD,),
             ),
+            # The kiosk boots to multi-user.target: JetPack's gdm3 (graphical.target) would take VT1.
+            LinkSpec(
+                PurePosixPath("/etc/systemd/system/default.target"),
+                "/lib/systemd/system/multi-user.target",
+                triggers=(_DAEMON_RELOAD,),
+            ),
         ]
+        if target.browser_is_snap:
+            specs.append(
+                FileSpec(
+                    unit_path(BROWSER_HOME_MOUNT),
+                    render_browser_home_mount(target).encode(),
+                    triggers=(_DAEMON_RELOAD, _RESTART_BROWSER),
+                )
+            )
     return specs
 
 
@@ -304,6 +416,12 @@ def diff(root: Path, specs: Iterable[Spec], *, compare_owner: bool) -> list[Chan
                 continue
             except OSError:  # exists but is not a symlink
                 current = None
+                if spec.target == "/dev/null":
+                    # `systemctl mask` refuses this too: the file belongs to a package, not to us.
+                    raise ProvisioningError(
+                        f"{spec.path} is a unit file; apply masks units only with a /dev/null link where "
+                        "none exists (disable it by hand)"
+                    ) from None
             if current != spec.target:
                 changes.append(Change("link", spec, f"-> {spec.target}, was {current or 'a file'}"))
             continue
@@ -391,12 +509,21 @@ def _handler_commands(name: str, target: Target) -> list[tuple[str, ...]]:
         return [("sysctl", "--system")]
     if name == _JOURNALD:
         return [("systemctl", "restart", "systemd-journald.service")]
+    if name == _NVZRAM:
+        # Disabled (its enable link goes) and stopped now; the drop-in keeps it from ever starting again.
+        return [("systemctl", "disable", NVZRAM_UNIT), ("systemctl", "stop", NVZRAM_UNIT)]
     if name == _SWAPOFF:
         if target.swap_policy == "off":
             return [("swapoff", "--all")]
         return [("swapoff", fstab_source_path(src)) for src in target.fstab_swaps]
     if name == _ZRAM:
-        return [("systemctl", "restart", "systemd-zram-setup@zram0.service")]
+        # After daemon-reload the generator has written dev-zram0.swap (its name in 0.3 and 1.x alike);
+        # the setup service's name depends on the generator's version.
+        return [
+            ("systemctl", "stop", "dev-zram0.swap"),
+            ("systemctl", "restart", zram_setup_unit(target.zram_generator)),
+            ("systemctl", "start", "dev-zram0.swap"),
+        ]
     if name == _RESTART_KIOSK:
         # try-restart: a running kiosk picks up the change (a restart ends every session in WIPE); a stopped
         # one stays stopped until the operator starts it or the device reboots.
@@ -444,7 +571,25 @@ def plan(target: Target, config_path: Path | None) -> Outcome:
     live = is_live_root(target.root)
     changes = diff(target.root, specs, compare_owner=live)
     extra = _live_triggers(target) if live else set()
-    return Outcome(changes=changes, commands=_ordered(changes, target, extra), config_origin=origin)
+    commands = _package_commands(target) + _ordered(changes, target, extra)
+    outcome = Outcome(changes=changes, commands=commands, config_origin=origin)
+    outcome.notes.extend(_package_notes(target))
+    return outcome
+
+
+def _package_commands(target: Target) -> list[tuple[str, ...]]:
+    return package_commands(target.root, wanted_packages(target), snaps=_wanted_snaps(target))
+
+
+def _package_notes(target: Target) -> list[str]:
+    if installed_packages(target.root) is not None:
+        return []
+    needed = [*wanted_packages(target), *(f"{s} (snap)" for s in _wanted_snaps(target))]
+    if not needed:
+        return []
+    return [
+        f"{target.root} has no dpkg database, packages not checked; the device needs: {', '.join(needed)}"
+    ]
 
 
 def _ordered(changes: Sequence[Change], target: Target, extra: set[str]) -> list[tuple[str, ...]]:
@@ -479,15 +624,22 @@ def apply(target: Target, config_path: Path | None, runner: Runner, out: TextIO)
     live = runner.execute and is_live_root(target.root)
     extra = _live_triggers(target) if live else set()
 
+    # Phase 0: packages what the rendered files depend on (cage, the Chromium snap, zram-generator).
+    commands: list[tuple[str, ...]] = []
+    for command in _package_commands(target):
+        runner.run(command)
+        commands.append(command)
+
     # Phase 1: the service account, so its uid/gid are known before the unit is rendered.
-    sysusers = FileSpec(SYSUSERS_PATH, render_sysusers().encode(), triggers=(_SYSUSERS,))
+    sysusers = FileSpec(
+        SYSUSERS_PATH, render_sysusers(target.supplementary_groups).encode(), triggers=(_SYSUSERS,)
+    )
     user_changes = diff(target.root, [sysusers], compare_owner=live)
     done: list[Change] = []
     for change in user_changes:
         print(change.describe(), file=out)
         _make(target.root, change)
         done.append(change)
-    commands: list[tuple[str, ...]] = []
     if user_changes or _SYSUSERS in extra:
         for command in _handler_commands(_SYSUSERS, target):
             runner.run(command)
@@ -495,7 +647,11 @@ def apply(target: Target, config_path: Path | None, runner: Runner, out: TextIO)
         extra.discard(_SYSUSERS)
     uid = lookup_id(target.root, "passwd", SERVICE_USER)
     gid = lookup_id(target.root, "group", SERVICE_GROUP)
-    notes: list[str] = []
+    notes: list[str] = _package_notes(target)
+    browser_uid = lookup_id(target.root, "passwd", BROWSER_USER)
+    browser_gid = lookup_id(target.root, "group", BROWSER_USER)
+    if browser_uid is not None and browser_gid is not None:
+        target = target.with_browser_ids(browser_uid, browser_gid)
     if uid is not None and gid is not None:
         target = target.with_ids(uid, gid)
     elif live:

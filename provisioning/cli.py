@@ -1,4 +1,4 @@
-"""``python -m provisioning``: plan, apply, tls, doctor, build-engines, staff-bootstrap, hotspot.
+"""``python -m provisioning``: plan, apply, tls, cert, doctor, build-engines, staff-bootstrap, hotspot.
 
 Exit codes: 0 done (doctor: no FAIL), 1 doctor found a FAIL, 2 usage, config or provisioning error,
 3 ``build-engines`` on a machine without TensorRT (nothing changed). Nothing here calls ``sys.exit``.
@@ -80,7 +80,11 @@ def _parser() -> argparse.ArgumentParser:
             help="checkout holding .venv and models (default %(default)s)",
         )
         p.add_argument("--no-browser", action="store_true", help="do not install the kiosk browser unit")
-        p.add_argument("--browser-binary", default="/usr/bin/chromium", help="Chromium executable")
+        p.add_argument(
+            "--browser-binary",
+            default=None,
+            help="Chromium executable (default: /usr/bin/chromium if the target has it, else the snap)",
+        )
 
     p = sub.add_parser("tls", help="install the delivery listener's TLS certificate")
     root_option(p)
@@ -94,6 +98,13 @@ def _parser() -> argparse.ArgumentParser:
         help="a publicly trusted certificate chain (PEM, leaf first) and its key",
     )
     how.add_argument("--self-signed", metavar="HOST", help="make a local CA and a certificate for HOST")
+
+    from provisioning.acme import add_arguments as cert_arguments  # noqa: PLC0415 - no ACME stack imported
+
+    p = sub.add_parser(
+        "cert", help="a publicly trusted certificate by ACME DNS-01 (obtain while online; renew by timer)"
+    )
+    cert_arguments(p)
 
     p = sub.add_parser("doctor", help="audit the privacy posture (exit 1 on any FAIL)")
     root_option(p)
@@ -201,6 +212,12 @@ def _cmd_tls(args: argparse.Namespace, out: TextIO) -> int:
     return 0
 
 
+def _cmd_cert(args: argparse.Namespace, out: TextIO) -> int:
+    from provisioning.acme import run  # noqa: PLC0415 - the ACME stack only for this command
+
+    return run(args, out)
+
+
 def _cmd_doctor(args: argparse.Namespace, out: TextIO) -> int:
     from provisioning.doctor import exit_code, format_json, format_text, run_doctor  # noqa: PLC0415
     from provisioning.runner import Runner  # noqa: PLC0415
@@ -235,18 +252,21 @@ def _cmd_build_engines(args: argparse.Namespace, out: TextIO) -> int:
 
 
 def _cmd_staff_bootstrap(args: argparse.Namespace, out: TextIO) -> int:
-    """Delegate to ``appliance.staff`` (another team's module); only glue lives here."""
+    """Delegate to ``appliance.accounts`` and its command (another team's modules); only glue lives here."""
     try:
-        staff = importlib.import_module("appliance.staff")
+        staff = importlib.import_module("appliance.accounts")
+        command = importlib.import_module("appliance.cli.accounts")
     except ModuleNotFoundError as exc:
-        if exc.name == "appliance.staff":
+        if exc.name in ("appliance.accounts", "appliance.cli", "appliance.cli.accounts"):
             print(
-                "error: staff accounts are not part of this build (appliance.staff is missing); "
+                f"error: staff accounts are not part of this build ({exc.name} is missing); "
                 "update the checkout",
                 file=sys.stderr,
             )
         else:
-            print(f"error: appliance.staff needs the package {exc.name!r}; run `make venv`", file=sys.stderr)
+            print(
+                f"error: appliance.accounts needs the package {exc.name!r}; run `make venv`", file=sys.stderr
+            )
         return EXIT_ERROR
     config_path = (
         args.config
@@ -262,7 +282,7 @@ def _cmd_staff_bootstrap(args: argparse.Namespace, out: TextIO) -> int:
     argv = [*(["--config", str(config_path)] if config_path else []), "add", args.name, "--role", "admin"]
     if args.password_stdin:
         argv.append("--password-stdin")
-    code = int(staff.staff_main(argv))
+    code = int(command.staff_main(argv))
     if code == 0:
         _hand_over(cfg, out)
     return code
@@ -312,6 +332,7 @@ _COMMANDS = {
     "plan": _cmd_plan_apply,
     "apply": _cmd_plan_apply,
     "tls": _cmd_tls,
+    "cert": _cmd_cert,
     "doctor": _cmd_doctor,
     "build-engines": _cmd_build_engines,
     "staff-bootstrap": _cmd_staff_bootstrap,

@@ -22,6 +22,8 @@ from dataclasses import asdict, dataclass
 from enum import Enum
 from pathlib import Path
 
+from appliance.clock import FIX_HINT as CLOCK_FIX_HINT
+from appliance.clock import clock_evidence, clock_problem
 from appliance.config import (
     ConfigError,
     CsiCameraConfig,
@@ -32,15 +34,22 @@ from appliance.config import (
     load_config,
 )
 from appliance.hardening import dumpable_state
+from appliance.tlscert import days_until_expiry
 from provisioning.configfile import CONFIG_PATH
-from provisioning.render import KIOSK_UNIT, unit_path
+from provisioning.render import KIOSK_UNIT, NVZRAM_UNIT, unit_path, zram_size_expressions
 from provisioning.runner import Runner
 from provisioning.target import (
+    GPU_DEVICE_PATTERNS,
+    SERVICE_USER,
+    discover_devices,
     host_path,
+    installed_packages,
     is_live_root,
     kernel_supports_noswap,
     kernel_version,
+    lookup_id,
     secretmem_default_on,
+    version_tuple,
 )
 
 __all__ = ["EXPOSURE_LIMIT", "Check", "Status", "exit_code", "format_json", "format_text", "run_doctor"]
@@ -48,6 +57,13 @@ __all__ = ["EXPOSURE_LIMIT", "Check", "Status", "exit_code", "format_json", "for
 EXPOSURE_LIMIT = 2.0
 """``systemd-analyze security`` exposure at or below which the unit check is OK (P1-8 gate)."""
 _TLS_RENEW_DAYS = 14
+# A due ACME renewal may wait this long for the kiosk to be online before doctor calls it overdue.
+_RENEWAL_GRACE_DAYS = 3
+# systemd-analyze security --offline= exists since systemd 250; Ubuntu 22.04 (JetPack 6) has 249.
+_OFFLINE_ANALYSIS_SINCE = 250
+# The unit names memfd_secret in SystemCallFilter= (known to systemd's syscall tables since 249) and
+# uses ProtectProc= (247): an older systemd cannot load it.
+_UNIT_NEEDS_SYSTEMD = 249
 _REQUIRED_DIRECTIVES = {
     "Type": "notify",
     "MemorySwapMax": "0",
@@ -381,15 +397,67 @@ def _check_unit(ctx: _Context) -> Check:
     return Check("unit-hardening", Status.OK, f"{len(_REQUIRED_DIRECTIVES) + 2} required directives present")
 
 
+def systemd_version(ctx: _Context) -> int | None:
+    """The target's systemd version: ``systemctl --version`` on the live device; on another root the
+    version in ``libsystemd-shared-<N>.so``'s name, else the dpkg database; ``None`` if unknown."""
+    if ctx.live:
+        result = ctx.runner.query(["systemctl", "--version"])
+        match = re.match(r"systemd (\d+)", result.stdout)
+        return int(match.group(1)) if match else None
+    for base in ("/usr/lib/systemd", "/lib/systemd"):
+        directory = ctx.path(base)
+        if directory.is_dir():
+            for lib in sorted(directory.glob("libsystemd-shared-*.so")):
+                match = re.fullmatch(r"libsystemd-shared-(\d+)(?:[.-].*)?\.so", lib.name)
+                if match:
+                    return int(match.group(1))
+    version = version_tuple((installed_packages(ctx.root) or {}).get("systemd", ""))
+    return version[0] if version else None
+
+
+def _check_systemd(ctx: _Context) -> Check:
+    version = systemd_version(ctx)
+    if version is None:
+        return Check("systemd", Status.SKIP, "systemd version of this root unknown")
+    if version < _UNIT_NEEDS_SYSTEMD:
+        return Check(
+            "systemd",
+            Status.FAIL,
+            f"systemd {version} cannot load the kiosk unit (needs >= {_UNIT_NEEDS_SYSTEMD})",
+            "use JetPack 6 (Ubuntu 22.04, systemd 249) or newer",
+        )
+    limits = []
+    if version < _OFFLINE_ANALYSIS_SINCE:
+        limits.append("unit-exposure scores the loaded unit (offline analysis needs 250)")
+    detail = f"systemd {version}" + (": " + "; ".join(limits) if limits else "")
+    return Check("systemd", Status.OK, detail)
+
+
 def _check_exposure(ctx: _Context) -> Check:
     unit = ctx.path(str(unit_path(KIOSK_UNIT)))
     if not unit.is_file():
         return Check("unit-exposure", Status.SKIP, f"{KIOSK_UNIT} is not installed")
-    result = ctx.runner.query(["systemd-analyze", "security", "--offline=true", "--no-pager", str(unit)])
+    version = systemd_version(ctx)
+    if ctx.live and version is not None and version < _OFFLINE_ANALYSIS_SINCE:
+        # systemd 249 has no --offline: score the unit systemd has loaded (after daemon-reload), which is
+        # what runs anyway (systemd-analyze(1), "security [UNIT...]").
+        argv = ["systemd-analyze", "security", "--no-pager", KIOSK_UNIT]
+        how = "loaded unit"
+    else:
+        argv = ["systemd-analyze", "security", "--offline=true", "--no-pager", str(unit)]
+        how = "unit file"
+    result = ctx.runner.query(argv)
     if result.returncode == 127:
         return Check("unit-exposure", Status.SKIP, "systemd-analyze is not installed")
     score = parse_exposure(result.stdout + result.stderr)
     if score is None:
+        if "--offline" in " ".join(argv) and "offline" in (result.stderr + result.stdout).lower():
+            return Check(
+                "unit-exposure",
+                Status.SKIP,
+                "this systemd-analyze cannot score a unit file (--offline needs systemd >= 250); "
+                "run doctor on the device",
+            )
         return Check(
             "unit-exposure",
             Status.WARN,
@@ -397,8 +465,164 @@ def _check_exposure(ctx: _Context) -> Check:
             "run `systemd-analyze security` by hand",
         )
     if score <= EXPOSURE_LIMIT:
-        return Check("unit-exposure", Status.OK, f"exposure {score:.1f} (limit {EXPOSURE_LIMIT})")
+        return Check("unit-exposure", Status.OK, f"exposure {score:.1f} (limit {EXPOSURE_LIMIT}, {how})")
     return Check("unit-exposure", Status.FAIL, f"exposure {score:.1f} > {EXPOSURE_LIMIT}", _APPLY)
+
+
+def _groups(ctx: _Context) -> dict[str, tuple[int, tuple[str, ...]]]:
+    """``/etc/group`` of the root: name -> (gid, members)."""
+    groups: dict[str, tuple[int, tuple[str, ...]]] = {}
+    for line in (ctx.read("/etc/group") or "").splitlines():
+        fields = line.split(":")
+        if len(fields) >= 4 and fields[2].isdigit():
+            groups[fields[0]] = (int(fields[2]), tuple(m for m in fields[3].split(",") if m))
+    return groups
+
+
+def _check_gpu_access(ctx: _Context) -> Check:
+    """The service, as its own user inside its sandbox, can open every CUDA node: the node is in the
+    unit's DeviceAllow= (DevicePolicy=closed hides the rest) and its mode lets one of the service's
+    groups read and write it. doctor itself runs as root outside the sandbox, so it must not just open."""
+    nodes = discover_devices(ctx.root, GPU_DEVICE_PATTERNS)
+    if not nodes:
+        return Check("gpu-access", Status.SKIP, "no GPU device nodes (CPU backend only)")
+    unit = _unit_values(ctx)
+    if unit is None:
+        return Check("gpu-access", Status.SKIP, f"{KIOSK_UNIT} is not installed")
+    uid = lookup_id(ctx.root, "passwd", SERVICE_USER)
+    if uid is None:
+        return Check("gpu-access", Status.FAIL, f"user {SERVICE_USER} does not exist", _APPLY)
+    groups = _groups(ctx)
+    by_gid = {gid: name for name, (gid, _) in groups.items()}
+    primary = lookup_id(ctx.root, "group", SERVICE_USER)
+    member_of = {name for name, (_, members) in groups.items() if SERVICE_USER in members}
+    unit_groups = {g for entry in unit.get("SupplementaryGroups", []) for g in entry.split()}
+    effective = {groups[g][0] for g in member_of | unit_groups if g in groups}
+    if primary is not None:
+        effective.add(primary)
+    allowed = {entry.split()[0] for entry in unit.get("DeviceAllow", []) if entry.split()}
+    hidden = [n for n in nodes if n not in allowed]
+    closed: list[str] = []
+    for node in nodes:
+        st = ctx.path(node).stat()
+        mode = stat.S_IMODE(st.st_mode)
+        if mode & 0o006 == 0o006 or (st.st_uid == uid and mode & 0o600 == 0o600):
+            continue
+        if st.st_gid in effective and mode & 0o060 == 0o060:
+            continue
+        closed.append(f"{node} ({mode:04o} group {by_gid.get(st.st_gid, st.st_gid)})")
+    needed = {"video"} | ({"render"} if any(n.startswith("/dev/dri/renderD") for n in nodes) else set())
+    missing_groups = sorted(needed - (member_of | unit_groups))
+    problems = []
+    if hidden:
+        problems.append(
+            "not in the unit's DeviceAllow= (hidden by DevicePolicy=closed): " + ", ".join(hidden)
+        )
+    if closed:
+        problems.append(f"{SERVICE_USER} may not open: " + ", ".join(closed))
+    if missing_groups:
+        problems.append(f"{SERVICE_USER} is not in group(s) {', '.join(missing_groups)}")
+    if problems:
+        backend = ctx.config.engine.backend if ctx.config is not None else "auto"
+        effect = "the kiosk fails to start" if backend == "tensorrt" else "the kiosk silently runs on the CPU"
+        return Check("gpu-access", Status.FAIL, "; ".join(problems) + f" ({effect})", _APPLY)
+    return Check(
+        "gpu-access",
+        Status.OK,
+        f"{len(nodes)} GPU nodes allowed and openable as {SERVICE_USER} "
+        f"(groups {', '.join(sorted(member_of | unit_groups))})",
+    )
+
+
+_GSTREAMER_PROBE = "import cv2, sys; sys.stdout.write(cv2.getBuildInformation())"
+
+
+def _check_opencv(ctx: _Context) -> Check:
+    """OpenCV as the service imports it (the unit's interpreter, i.e. the venv) was built with GStreamer:
+    PyPI's opencv wheels are not, JetPack's is, and only a --system-site-packages venv without an
+    opencv wheel of its own sees JetPack's."""
+    unit = _unit_values(ctx)
+    exec_start = (unit or {}).get("ExecStart", [""])[-1].split()
+    if not exec_start:
+        return Check("opencv-gstreamer", Status.SKIP, f"{KIOSK_UNIT} is not installed")
+    python = ctx.path(exec_start[0])
+    if not python.exists():
+        return Check("opencv-gstreamer", Status.SKIP, f"{exec_start[0]} not found under this root")
+    result = ctx.runner.query([str(python), "-c", _GSTREAMER_PROBE], timeout=120)
+    if result.returncode in (124, 126, 127):
+        return Check("opencv-gstreamer", Status.SKIP, f"cannot run {exec_start[0]} here")
+    csi = ctx.config is not None and isinstance(ctx.config.camera, CsiCameraConfig)
+    if result.returncode != 0:
+        return Check(
+            "opencv-gstreamer",
+            Status.FAIL if csi else Status.WARN,
+            "cv2 cannot be imported by the service's interpreter",
+            "make VENV_FLAGS=--system-site-packages venv",
+        )
+    match = re.search(r"^\s*GStreamer:\s*(\w+)", result.stdout, re.MULTILINE)
+    if match is not None and match.group(1).upper() == "YES":
+        return Check("opencv-gstreamer", Status.OK, "the venv's OpenCV has GStreamer")
+    if not csi:
+        return Check("opencv-gstreamer", Status.OK, "the venv's OpenCV has no GStreamer (no CSI camera)")
+    return Check(
+        "opencv-gstreamer",
+        Status.FAIL,
+        "the venv's OpenCV has no GStreamer: the CSI camera cannot open (a PyPI opencv wheel?)",
+        "remove opencv-python* from the venv so JetPack's cv2 (--system-site-packages) is used",
+    )
+
+
+_ZRAM_GENERATOR_BINARIES = (
+    "/usr/lib/systemd/system-generators/zram-generator",
+    "/lib/systemd/system-generators/zram-generator",
+)
+
+
+def _check_zram_generator(ctx: _Context) -> Check:
+    conf = ctx.read("/etc/systemd/zram-generator.conf")
+    if conf is None:
+        return Check("zram-generator", Status.SKIP, "no zram-generator.conf (swap policy off)")
+    version = (installed_packages(ctx.root) or {}).get("systemd-zram-generator")
+    present = any(ctx.path(b).exists() for b in _ZRAM_GENERATOR_BINARIES)
+    if not version and not present:
+        return Check(
+            "zram-generator",
+            Status.FAIL,
+            "zram-generator.conf is installed but systemd-zram-generator is not: no zram swap is made",
+            "apt-get install systemd-zram-generator, then " + _APPLY,
+        )
+    if not version:
+        return Check("zram-generator", Status.WARN, "generator present, version unknown", _APPLY)
+    upstream = version.split(":", 1)[-1].split("-", 1)[0]
+    expression = re.search(r"^\s*zram-size\s*=", conf, re.MULTILINE) is not None
+    if expression and not zram_size_expressions(upstream):
+        return Check(
+            "zram-generator",
+            Status.FAIL,
+            f"zram-generator {upstream} ignores zram-size (expressions need >= 1.1.0)",
+            _APPLY + " (it renders zram-fraction/max-zram-size for this version)",
+        )
+    return Check("zram-generator", Status.OK, f"zram-generator {upstream} understands the config")
+
+
+def _check_nvzramconfig(ctx: _Context) -> Check:
+    paths = [
+        d + "/" + NVZRAM_UNIT
+        for d in ("/etc/systemd/system", "/lib/systemd/system", "/usr/lib/systemd/system")
+    ]
+    present = [p for p in paths if ctx.path(p).is_file()]
+    if not present:
+        return Check("nvzramconfig", Status.SKIP, "not an L4T root (no nvzramconfig.service)")
+    masked = ctx.path(f"/etc/systemd/system/{NVZRAM_UNIT}").is_symlink()
+    dropin = ctx.path(f"/etc/systemd/system/{NVZRAM_UNIT}.d/60-headshot-kiosk.conf").is_file()
+    if masked or dropin:
+        return Check("nvzramconfig", Status.OK, "L4T's zram swap is neutralised")
+    return Check(
+        "nvzramconfig",
+        Status.FAIL,
+        "L4T's nvzramconfig.service makes zram swap outside the kiosk's swap policy",
+        _APPLY,
+    )
 
 
 def parse_exposure(text: str) -> float | None:
@@ -483,6 +707,68 @@ def _check_tls(ctx: _Context) -> Check:
     return Check("tls", Status.OK, f"{delivery.public_host}, {validity}")
 
 
+def _check_tls_renewal(ctx: _Context) -> Check:
+    """ACME renewal (``cert obtain``): settings, DNS hook, enabled timer, and whether renewal is overdue
+    (the kiosk has not been online since it fell due, or the renewal fails)."""
+    from provisioning.acme import SETTINGS_PATH, AcmeError, load_settings  # noqa: PLC0415 - cryptography
+    from provisioning.render import CERT_RENEW_TIMER  # noqa: PLC0415
+
+    if not ctx.path(str(SETTINGS_PATH)).is_file():
+        return Check("tls-renewal", Status.SKIP, "no ACME certificate (an imported or local one)")
+    fix_obtain = "python -m provisioning cert obtain --host ... --dns-hook ... (while online)"
+    try:
+        settings = load_settings(ctx.root)
+    except AcmeError as exc:
+        return Check("tls-renewal", Status.FAIL, str(exc), fix_obtain)
+    hook = ctx.path(settings.dns_hook)
+    if not hook.exists():
+        # `cert obtain --root DIR` ran the hook where it is, on the machine that staged the root.
+        hook = Path(settings.dns_hook)
+    if not (hook.is_file() and os.access(hook, os.X_OK)):
+        return Check(
+            "tls-renewal",
+            Status.FAIL,
+            f"DNS hook {settings.dns_hook} is missing or not executable: renewal will fail",
+            f"restore it (chmod 0700 {settings.dns_hook})",
+        )
+    timer = ctx.path(f"/etc/systemd/system/{CERT_RENEW_TIMER}")
+    enabled = ctx.path(f"/etc/systemd/system/timers.target.wants/{CERT_RENEW_TIMER}")
+    if not timer.is_file() or not enabled.is_symlink():
+        return Check(
+            "tls-renewal",
+            Status.FAIL,
+            f"{CERT_RENEW_TIMER} is not installed and enabled: the certificate will not be renewed",
+            f"systemctl enable --now {CERT_RENEW_TIMER} (or run cert obtain again)",
+        )
+    if ctx.config is not None and ctx.config.delivery.public_host != settings.host:
+        return Check(
+            "tls-renewal",
+            Status.WARN,
+            f"renewal orders {settings.host}, but delivery.public_host is {ctx.config.delivery.public_host}",
+            f"set delivery.public_host = {settings.host!r} or run cert obtain for the configured name",
+        )
+    cert = ctx.config.delivery.tls_cert_path if ctx.config is not None else None
+    if cert is None:
+        return Check("tls-renewal", Status.WARN, "no certificate configured for delivery", _APPLY)
+    try:
+        days = days_until_expiry(ctx.path(str(cert)), now=ctx.now)
+    except (OSError, ValueError) as exc:
+        return Check("tls-renewal", Status.FAIL, f"cannot read {cert}: {exc}", "run cert renew")
+    detail = (
+        f"{settings.host} via {settings.directory_url}: {days:.0f} days left, "
+        f"renews below {settings.renew_days}"
+    )
+    if days < settings.renew_days - _RENEWAL_GRACE_DAYS:
+        return Check(
+            "tls-renewal",
+            Status.WARN,
+            detail + f" (overdue by {settings.renew_days - days:.0f} days: offline, or renewal failing)",
+            f"bring the kiosk online and run `python -m provisioning cert renew`; "
+            f"journalctl -u {CERT_RENEW_TIMER.replace('.timer', '.service')}",
+        )
+    return Check("tls-renewal", Status.OK, detail + f"; {CERT_RENEW_TIMER} enabled")
+
+
 def _check_engine(ctx: _Context) -> Check:
     if ctx.config is None:
         return Check("tensorrt", Status.SKIP, "no valid config")
@@ -538,7 +824,8 @@ def _check_plans(ctx: _Context) -> Check:
     return Check(
         "tensorrt",
         Status.OK,
-        f"{len(ALL_MODELS)} plans match TensorRT {target.tensorrt_version} on {target.gpu_name}",
+        f"{len(ALL_MODELS)} plans match TensorRT {target.tensorrt_version} on {target.gpu_name} "
+        f"({target.multiprocessor_count} SMs)",
     )
 
 
@@ -610,8 +897,14 @@ def _check_camera(ctx: _Context) -> Check:
 
 
 def _check_clock(ctx: _Context) -> Check:
+    # First: can the clock be right at all? An offline Jetson without an RTC battery comes back from a
+    # power cut in the past, where TOTP fails (staff then sign in with a recovery code) and TLS looks expired.
+    evidence = [] if ctx.config is None else [ctx.path(p) for p in clock_evidence(ctx.config)]
+    problem = clock_problem(now=ctx.now.timestamp(), evidence=evidence)
+    if problem is not None:
+        return Check("clock", Status.FAIL, problem, CLOCK_FIX_HINT)
     if not ctx.live:
-        return Check("clock", Status.SKIP, "checked on the live device only")
+        return Check("clock", Status.SKIP, "plausible; synchronisation is checked on the live device only")
     result = ctx.runner.query(["timedatectl", "show", "--property=NTPSynchronized", "--value"])
     answer = result.stdout.strip()
     if result.returncode == 0 and answer == "yes":
@@ -689,15 +982,21 @@ _CHECKS: tuple[Callable[[_Context], Check], ...] = (
     _check_versions,
     _check_config,
     _check_swap,
+    _check_zram_generator,
+    _check_nvzramconfig,
     _check_store,
     _check_secretmem,
     _check_core_pattern,
     _check_coredump_storage,
     _check_journald,
+    _check_systemd,
     _check_unit,
     _check_exposure,
+    _check_gpu_access,
+    _check_opencv,
     _check_dumpable,
     _check_tls,
+    _check_tls_renewal,
     _check_camera,
     _check_engine,
     _check_clock,

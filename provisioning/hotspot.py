@@ -18,12 +18,13 @@ from pathlib import Path, PurePosixPath
 from typing import TextIO
 
 from provisioning import ProvisioningError
-from provisioning.apply import FileSpec, chown_commands, write_specs
+from provisioning.apply import FileSpec, chown_commands, package_commands, write_specs
 from provisioning.configfile import CONFIG_DIR
 from provisioning.runner import Runner
 from provisioning.target import SERVICE_GROUP, SERVICE_USER, host_path, is_live_root
 
 __all__ = [
+    "CONNECTIVITY_CHECK_HOSTS",
     "HotspotSettings",
     "generate_passphrase",
     "hotspot",
@@ -41,6 +42,26 @@ PASSPHRASE_PATH = CONFIG_DIR / "wifi-passphrase"
 QR_PATH = CONFIG_DIR / "wifi.qr"
 # Debian/Ubuntu hostapd ships hostapd@.service, which reads /etc/hostapd/%i.conf.
 HOSTAPD_UNIT = "hostapd@headshot-kiosk.service"
+# JetPack 6 has only dnsmasq-base (NetworkManager's private copy, no dnsmasq.service) and no hostapd.
+HOTSPOT_PACKAGES = ("hostapd", "dnsmasq")
+
+# Host names phones fetch right after joining a Wi-Fi to decide whether it "has internet"; a network that
+# fails the check is left again or flagged (Android), or shown as a captive portal (iOS, Windows), and the
+# delivery link then fails. dnsmasq answers them with the kiosk's address, and the kiosk answers the
+# checks itself over HTTP. Android: AOSP NetworkMonitor's HTTP probe and its fallbacks (gstatic, google,
+# googleapis; clients3 and connectivitycheck.android.com on older releases); Apple: captive.apple.com
+# (hotspot-detect.html); Windows NCSI: msftconnecttest.com (msftncsi.com before Windows 10); Firefox.
+CONNECTIVITY_CHECK_HOSTS = (
+    "connectivitycheck.gstatic.com",
+    "www.google.com",
+    "play.googleapis.com",
+    "clients3.google.com",
+    "connectivitycheck.android.com",
+    "captive.apple.com",
+    "www.msftconnecttest.com",
+    "www.msftncsi.com",
+    "detectportal.firefox.com",
+)
 
 # No 0/o, 1/l/i: the passphrase is read off a screen and typed on phones that cannot scan.
 _ALPHABET = "23456789abcdefghjkmnpqrstuvwxyz"
@@ -144,20 +165,28 @@ def _printf_escape(text: str) -> str:
 
 
 def render_dnsmasq(settings: HotspotSettings) -> str:
-    """dnsmasq: DHCP on the access point and DNS that answers the kiosk's name and nothing else."""
+    """dnsmasq: DHCP on the access point and DNS that answers the kiosk's name and the phones' connectivity
+    checks (:data:`CONNECTIVITY_CHECK_HOSTS`) with the kiosk's address, and nothing else.
+
+    The kiosk's name is public (its certificate is publicly trusted), but it is answered here only: at an
+    event the kiosk's DNS is the only DNS, and the name needs no public address record at all.
+    """
     network = ipaddress.ip_interface(settings.address).network
     hosts = list(network.hosts())
     first, last = hosts[min(9, len(hosts) - 2)], hosts[-1]
     return (
         _HEADER
         + f"interface={settings.interface}\n"
-        + "bind-interfaces\n"
+        # bind-dynamic, not bind-interfaces: with bind-interfaces dnsmasq exits at start when the interface
+        # has no address yet (hostapd/networkd still bringing it up); bind-dynamic binds when the address
+        # appears and still answers on this interface only (dnsmasq(8)).
+        + "bind-dynamic\n"
         # No upstream: the kiosk's network leads nowhere but the kiosk.
         + "no-resolv\n"
         + "no-hosts\n"
         + "domain-needed\n"
         + "bogus-priv\n"
-        + f"address=/{settings.host_name}/{settings.ip}\n"
+        + "".join(_answer(host, settings.ip) for host in (settings.host_name, *CONNECTIVITY_CHECK_HOSTS))
         + f"dhcp-range={first},{last},{network.netmask},2h\n"
         + f"dhcp-option=option:router,{settings.ip}\n"
         + f"dhcp-option=option:dns-server,{settings.ip}\n"
@@ -170,11 +199,22 @@ def render_dnsmasq(settings: HotspotSettings) -> str:
     )
 
 
+def _answer(host: str, ip: str) -> str:
+    # address= answers A queries (for the name and its subdomains). Without an upstream, dnsmasq REFUSES
+    # every other type for it (AAAA, HTTPS), and a phone may then retry or give up on the name; local=
+    # makes the kiosk authoritative, so they get a quick empty NOERROR and the phone connects over IPv4.
+    return f"address=/{host}/{ip}\nlocal=/{host}/\n"
+
+
 def render_networkd(settings: HotspotSettings) -> str:
     """systemd.network(5): the access point interface's static address."""
     return (
         _HEADER
         + f"[Match]\nName={settings.interface}\n\n"
+        # The access point has no uplink: with the default RequiredForOnline=yes,
+        # systemd-networkd-wait-online would hold network-online.target (which the kiosk wants) for its
+        # 120 s timeout (systemd.network(5), [Link] RequiredForOnline=).
+        + "[Link]\nRequiredForOnline=no\n\n"
         + f"[Network]\nAddress={settings.address}\nConfigureWithoutCarrier=yes\n"
         + "LinkLocalAddressing=no\nIPv6AcceptRA=no\n"
     )
@@ -219,6 +259,10 @@ def hotspot(
     if passphrase is None:
         passphrase = generate_passphrase()
     live = runner.execute and is_live_root(root)
+    # Installed first: the packages' own defaults must not start over our files (where the root has a dpkg
+    # database; see provisioning.apply.package_commands).
+    for command in package_commands(root, HOTSPOT_PACKAGES):
+        runner.run(command)
     changes = write_specs(root, hotspot_specs(settings, passphrase), compare_owner=live, out=out)
     triggered = {t for c in changes if isinstance(c.spec, FileSpec) for t in c.spec.triggers}
     commands: list[tuple[str, ...]] = list(chown_commands(root, changes))

@@ -14,26 +14,59 @@ from appliance.browser import device_flags
 from appliance.config import CsiCameraConfig, KioskConfig, V4l2CameraConfig, is_loopback
 from appliance.hardening import MALLOC_MMAP_THRESHOLD_BYTES
 from provisioning.configfile import CONFIG_DIR, CONFIG_PATH, STATE_DIR
-from provisioning.target import BROWSER_USER, SERVICE_GROUP, SERVICE_USER, Target
+from provisioning.target import (
+    BROWSER_HOME,
+    BROWSER_USER,
+    SERVICE_GROUP,
+    SERVICE_USER,
+    Target,
+    systemd_escape_path,
+    version_tuple,
+)
 
 __all__ = [
+    "ARGUS_SOCKET",
+    "ARGUS_UNIT",
+    "BROWSER_HOME_MOUNT",
     "BROWSER_UNIT",
+    "CERT_RENEW_SERVICE",
+    "CERT_RENEW_TIMER",
     "KIOSK_UNIT",
+    "NVZRAM_UNIT",
+    "kiosk_wanted_by",
     "memory_deny_write_execute",
+    "render_browser_home_mount",
     "render_browser_pam",
     "render_browser_unit",
+    "render_cert_renew_service",
+    "render_cert_renew_timer",
     "render_chromium_policy",
     "render_coredump_conf",
     "render_journald_conf",
     "render_kiosk_unit",
+    "render_nvzramconfig_dropin",
     "render_sysctl",
     "render_sysusers",
     "render_zram_generator",
     "ui_url",
+    "zram_setup_unit",
+    "zram_size_expressions",
 ]
 
 KIOSK_UNIT = "headshot-kiosk.service"
 BROWSER_UNIT = "headshot-kiosk-browser.service"
+# `python -m provisioning cert renew`, started by its timer (installed by `cert obtain`, not by apply).
+CERT_RENEW_SERVICE = "headshot-kiosk-cert-renew.service"
+CERT_RENEW_TIMER = "headshot-kiosk-cert-renew.timer"
+BROWSER_HOME_MOUNT = systemd_escape_path(str(BROWSER_HOME)) + ".mount"
+# L4T's own zram swap (nvzramconfig.sh makes one zram device per CPU); its unit file is shipped in
+# /etc/systemd/system by nvidia-l4t-init, so it is neutralised with a drop-in, never replaced.
+NVZRAM_UNIT = "nvzramconfig.service"
+# nvargus-daemon (nvidia-l4t-camera) serves libargus clients through this socket in the host's /tmp.
+ARGUS_UNIT = "nvargus-daemon.service"
+ARGUS_SOCKET = "/tmp/argus_socket"  # noqa: S108 - nvargus-daemon's fixed path, not a temp file of ours
+_ARGUS_WAIT_SECONDS = 30
+_BROWSER_HOME_MIB = 512
 
 # /tmp and /var/tmp of the service: private RAM, small (nothing of ours writes there; libraries may).
 _TMP_SIZE_MIB = 64
@@ -42,6 +75,9 @@ _VAR_TMP_SIZE_MIB = 16
 # listener only from these (invariant 6: "only on the kiosk's own network").
 _PRIVATE_NETWORKS = ("10.0.0.0/8", "172.16.0.0/12", "192.168.0.0/16", "fc00::/7")
 _HEADER = "# Rendered by `python -m provisioning apply`; local edits are replaced on the next apply.\n"
+_CERT_HEADER = (
+    "# Rendered by `python -m provisioning cert obtain`; local edits are replaced on its next run.\n"
+)
 
 
 def memory_deny_write_execute(config: KioskConfig, target: Target) -> bool:
@@ -107,13 +143,23 @@ def render_kiosk_unit(config: KioskConfig, target: Target) -> str:
     """``headshot-kiosk.service``: the appliance, hardened (DESIGN.md §6, P1-8 gates its exposure score)."""
     store = str(config.store.path)
     mdwe = memory_deny_write_execute(config, target)
+    csi = isinstance(config.camera, CsiCameraConfig)
     lines = [
         _HEADER.rstrip("\n"),
         "[Unit]",
         "Description=Headshot kiosk appliance (camera, engine, session worker, UI listeners)",
         "Documentation=file://" + str(target.prefix / "docs" / "PROVISIONING.md"),
-        "After=network-online.target nvargus-daemon.service time-sync.target",
+        f"After=network-online.target {ARGUS_UNIT} time-sync.target",
         "Wants=network-online.target",
+    ]
+    if csi:
+        lines += [
+            # The Argus socket is bound into the sandbox at start, so a restarted nvargus-daemon (a new
+            # socket) leaves the kiosk talking to the old one. BindsTo= stops the kiosk with the daemon,
+            # and the daemon's .wants/ link (apply) starts it again with the daemon (systemd.unit(5)).
+            f"BindsTo={ARGUS_UNIT}",
+        ]
+    lines += [
         # Restart limits live in [Unit] (systemd.unit(5)): 5 crashes in 5 minutes -> stay failed.
         "StartLimitIntervalSec=300",
         "StartLimitBurst=5",
@@ -123,6 +169,15 @@ def render_kiosk_unit(config: KioskConfig, target: Target) -> str:
         "Type=notify",
         # Only the main process may talk to systemd; session workers must not send READY or STATUS.
         "NotifyAccess=main",
+    ]
+    if csi:
+        # nvargus-daemon is Type=simple: "started" comes before its socket exists (boot race). Wait for it
+        # outside the sandbox ("+", no namespace), so the BindPaths= below finds the socket.
+        lines.append(
+            f"ExecStartPre=+/usr/bin/timeout {_ARGUS_WAIT_SECONDS} /bin/sh -c "
+            f"'until [ -S {ARGUS_SOCKET} ]; do sleep 0.2; done'"
+        )
+    lines += [
         f"ExecStart={target.venv_python} -m appliance run --config {CONFIG_PATH}",
         "WatchdogSec=30s",
         "TimeoutStartSec=180s",
@@ -134,9 +189,11 @@ def render_kiosk_unit(config: KioskConfig, target: Target) -> str:
         f"User={SERVICE_USER}",
         f"Group={SERVICE_GROUP}",
     ]
-    if target.devices:
-        # Camera and Jetson GPU nodes are root:video 0660 on L4T and Debian.
-        lines.append("SupplementaryGroups=video")
+    if target.supplementary_groups:
+        # Camera and Jetson GPU nodes are root:video 0660 on L4T and Debian; the DRM render node CUDA opens
+        # on Orin is root:render 0660 (systemd 50-udev-default.rules). Without these groups the closed
+        # device policy is moot: the open() fails on permissions and backend = auto falls back to the CPU.
+        lines.append("SupplementaryGroups=" + " ".join(target.supplementary_groups))
     lines += [
         "UMask=0077",
         # glibc returns image-sized buffers (>= 128 KiB) to the kernel on free() (mallopt(3)).
@@ -157,9 +214,10 @@ def render_kiosk_unit(config: KioskConfig, target: Target) -> str:
         _tmpfs("/tmp", _TMP_SIZE_MIB, target),  # noqa: S108 - a private tmpfs, not the shared /tmp
         _tmpfs("/var/tmp", _VAR_TMP_SIZE_MIB, target),  # noqa: S108 - likewise
     ]
-    if isinstance(config.camera, CsiCameraConfig):
+    if csi:
         # libargus talks to nvargus-daemon through /tmp/argus_socket; the private /tmp above would hide it.
-        lines.append("BindPaths=-/tmp/argus_socket")
+        # No "-" prefix: a missing socket must fail the start (and be retried), not run without a camera.
+        lines.append(f"BindPaths={ARGUS_SOCKET}")
     lines += [
         "",
         "# --- filesystem",
@@ -229,14 +287,33 @@ def render_kiosk_unit(config: KioskConfig, target: Target) -> str:
     lines += [
         "",
         "[Install]",
-        "WantedBy=multi-user.target",
+        "WantedBy=" + " ".join(kiosk_wanted_by(config)),
     ]
     return "\n".join(lines) + "\n"
 
 
+def kiosk_wanted_by(config: KioskConfig) -> tuple[str, ...]:
+    """Units whose ``.wants/`` link starts the kiosk: the boot target, and nvargus-daemon for a CSI camera
+    (so a restarted daemon brings the kiosk back, see ``BindsTo=`` in the unit)."""
+    if isinstance(config.camera, CsiCameraConfig):
+        return ("multi-user.target", ARGUS_UNIT)
+    return ("multi-user.target",)
+
+
 def render_browser_unit(config: KioskConfig, target: Target) -> str:
-    """``headshot-kiosk-browser.service``: cage (Wayland kiosk compositor) running Chromium on tty1."""
-    profile = f"/run/{BROWSER_USER}"
+    """``headshot-kiosk-browser.service``: cage (Wayland kiosk compositor) running Chromium on tty1.
+
+    On Ubuntu 22.04 (JetPack 6) Chromium exists only as a snap, and the snap's launcher sets rules for the
+    unit: snap-confine is set-uid root and refuses to run under ``NoNewPrivileges=`` (which also follows
+    from ``ProtectSystem=``/``ProtectHome=`` and friends, as they imply a private mount namespace that
+    snap-confine cannot build its own from); snapd refuses a ``HOME`` outside /home. So the snap variant
+    drops systemd's file-system sandbox and relies on the snap's AppArmor and seccomp confinement plus
+    Chromium's own sandbox; its HOME is a size-capped tmpfs (``home-headshot\\x2dkiosk\\x2dbrowser.mount``),
+    so the profile never touches the disk. A Debian .deb Chromium (``--browser-binary /usr/bin/chromium``
+    where it exists) keeps the hardened variant with the profile in /run.
+    """
+    snap = target.browser_is_snap
+    profile = f"{BROWSER_HOME}/snap/chromium/common/kiosk-profile" if snap else f"/run/{BROWSER_USER}"
     flags = device_flags(profile)
     command = " ".join([target.cage_binary, "--", target.browser_binary, *flags, ui_url(config)])
     lines = [
@@ -245,10 +322,19 @@ def render_browser_unit(config: KioskConfig, target: Target) -> str:
         "Description=Headshot kiosk touch screen (cage + Chromium)",
         f"After={KIOSK_UNIT} systemd-user-sessions.service plymouth-quit-wait.service",
         f"Wants={KIOSK_UNIT}",
-        # tty1 belongs to the kiosk: no login prompt behind the browser.
-        "Conflicts=getty@tty1.service",
-        "After=getty@tty1.service",
+        # tty1 belongs to the kiosk: no login prompt and no display manager (JetPack boots gdm3 on VT1).
+        "Conflicts=getty@tty1.service display-manager.service",
+        "After=getty@tty1.service display-manager.service",
         "ConditionPathExists=/dev/tty1",
+    ]
+    if snap:
+        lines += [
+            "After=snapd.seeded.service",
+            "Wants=snapd.seeded.service",
+            # Pulls in (and orders after) the tmpfs home's mount unit.
+            f"RequiresMountsFor={BROWSER_HOME}",
+        ]
+    lines += [
         "StartLimitIntervalSec=300",
         "StartLimitBurst=10",
         "",
@@ -267,21 +353,62 @@ def render_browser_unit(config: KioskConfig, target: Target) -> str:
         "StandardInput=tty-fail",
         "UtmpIdentifier=tty1",
         "UtmpMode=user",
-        # The profile lives in /run (RAM) and is removed at every stop: nothing the browser saw outlives it.
-        f"RuntimeDirectory={BROWSER_USER}",
-        "RuntimeDirectoryMode=0700",
-        f"Environment=HOME={profile}",
-        "UMask=0077",
-        "LimitCORE=0",
-        "MemorySwapMax=0",
-        "ProtectSystem=strict",
-        "ProtectHome=yes",
-        "NoNewPrivileges=yes",
+    ]
+    if snap:
+        lines += [
+            f"Environment=HOME={BROWSER_HOME}",
+            "UMask=0077",
+            "LimitCORE=0",
+            "MemorySwapMax=0",
+            "# Chromium snap: no NoNewPrivileges=, ProtectSystem= or ProtectHome= (snap-confine needs",
+            "# the host's mount namespace and its set-uid bit); snapd's AppArmor and seccomp confine it.",
+        ]
+    else:
+        lines += [
+            # The profile lives in /run (RAM) and is removed at every stop: nothing seen outlives it.
+            f"RuntimeDirectory={BROWSER_USER}",
+            "RuntimeDirectoryMode=0700",
+            f"Environment=HOME={profile}",
+            "UMask=0077",
+            "LimitCORE=0",
+            "MemorySwapMax=0",
+            "ProtectSystem=strict",
+            "ProtectHome=yes",
+            "NoNewPrivileges=yes",
+        ]
+    lines += [
         "",
         "[Install]",
-        "WantedBy=graphical.target",
+        # apply makes multi-user.target the default, so gdm3 (graphical.target) never takes the screen.
+        "WantedBy=multi-user.target",
     ]
     return "\n".join(lines) + "\n"
+
+
+def render_browser_home_mount(target: Target) -> str:
+    """The browser's HOME as a tmpfs (systemd.mount(5)): everything the Chromium snap keeps under
+    ``~/snap/chromium`` stays in RAM and is gone at reboot. ``uid=``/``gid=`` take numbers (tmpfs(5))."""
+    options = [
+        f"size={_BROWSER_HOME_MIB}m",
+        "mode=0700",
+        f"uid={target.browser_uid}",
+        f"gid={target.browser_gid}",
+        "nosuid",
+        "nodev",
+    ]
+    if target.noswap:
+        options.append("noswap")
+    return (
+        _HEADER
+        + "[Unit]\n"
+        + "Description=RAM home of the kiosk browser (its profile never reaches the disk)\n"
+        + f"Before={BROWSER_UNIT}\n"
+        + "\n[Mount]\n"
+        + "What=tmpfs\n"
+        + f"Where={BROWSER_HOME}\n"
+        + "Type=tmpfs\n"
+        + f"Options={','.join(options)}\n"
+    )
 
 
 def render_browser_pam() -> str:
@@ -298,8 +425,10 @@ def render_browser_pam() -> str:
 def render_chromium_policy(config: KioskConfig) -> str:
     """Chromium managed policy: the kiosk browser can open the guest UI and nothing else, keeps nothing.
 
-    Policy names from https://chromeenterprise.google/policies/ (Linux reads
-    /etc/chromium/policies/managed/*.json).
+    Policy names from https://chromeenterprise.google/policies/. Debian's Chromium reads
+    /etc/chromium/policies/managed/*.json; Ubuntu's (the snap) reads /etc/chromium-browser/policies/managed/
+    (https://chromium.googlesource.com/chromium/src/+/HEAD/docs/enterprise/policies.md and the snap's
+    launcher); apply installs the same file in both places.
     """
     origin = ui_url(config).rstrip("/")
     policy = {
@@ -325,13 +454,18 @@ def render_chromium_policy(config: KioskConfig) -> str:
     return json.dumps(policy, indent=2, sort_keys=True) + "\n"
 
 
-def render_sysusers() -> str:
-    """sysusers.d(5): the service and browser accounts (recreated at boot by systemd-sysusers if lost)."""
+def render_sysusers(groups: tuple[str, ...] = ("video",)) -> str:
+    """sysusers.d(5): the service and browser accounts (recreated at boot by systemd-sysusers if lost).
+
+    ``groups`` are the service's device groups (``Target.supplementary_groups``): ``video`` for camera and
+    Tegra GPU nodes, ``render`` for the DRM render node. The browser's home is under /home because snapd
+    refuses any other (the directory itself is a tmpfs mounted by apply's mount unit).
+    """
     return (
         _HEADER
         + f'u {SERVICE_USER} - "Headshot kiosk appliance" {STATE_DIR} /usr/sbin/nologin\n'
-        + f"m {SERVICE_USER} video\n"
-        + f'u {BROWSER_USER} - "Headshot kiosk browser" /run/{BROWSER_USER} /usr/sbin/nologin\n'
+        + "".join(f"m {SERVICE_USER} {group}\n" for group in groups)
+        + f'u {BROWSER_USER} - "Headshot kiosk browser" {BROWSER_HOME} /usr/sbin/nologin\n'
     )
 
 
@@ -364,18 +498,122 @@ def render_journald_conf() -> str:
     )
 
 
-def render_zram_generator() -> str:
-    """zram-generator.conf(5): compressed swap in RAM only. No ``writeback-device``: a backing device would
-    page zram contents out to disk (zram's CONFIG_ZRAM_WRITEBACK)."""
+def zram_size_expressions(version: str | None) -> bool:
+    """True when the generator understands ``zram-size = <expression>`` (zram-generator >= 1.1.0; older ones
+    ignore the key as unknown and fall back to their defaults)."""
+    return version is None or version_tuple(version) >= (1, 1)
+
+
+def zram_setup_unit(version: str | None) -> str:
+    """The generator's per-device setup service for zram0: ``systemd-zram-setup@zram0.service`` since
+    0.3.0, ``swap-create@zram0.service`` before (upstream tags v0.2.0 and v0.3.0, units/ and Makefile)."""
+    if version is not None and version_tuple(version) < (0, 3):
+        return "swap-create@zram0.service"
+    return "systemd-zram-setup@zram0.service"
+
+
+def render_zram_generator(version: str | None = None) -> str:
+    """zram-generator.conf(5) for the generator ``version`` on the device: compressed swap in RAM only.
+
+    No ``writeback-device``: a backing device would page zram contents out to disk (zram's
+    CONFIG_ZRAM_WRITEBACK). Before 1.1.0 (Ubuntu 22.04 has 0.3.2) the size is ``zram-fraction`` plus
+    ``max-zram-size`` (MiB); from 1.1.0 the ``zram-size`` expression replaces both.
+    """
+    if zram_size_expressions(version):
+        size = "zram-size = min(ram / 2, 4096)\n"
+    else:
+        size = "zram-fraction = 0.5\nmax-zram-size = 4096\n"
+    return _HEADER + "[zram0]\n" + size + "compression-algorithm = zstd\n" + "swap-priority = 100\n"
+
+
+def render_nvzramconfig_dropin() -> str:
+    """A drop-in that keeps L4T's nvzramconfig.service from creating zram swap, without touching NVIDIA's
+    unit file (``systemctl mask`` refuses to replace a unit file in /etc/systemd/system; a /dev/null
+    symlink written over it would destroy a package-owned file). The condition names the drop-in itself:
+    the unit is skipped for as long as this file exists (systemd.unit(5), ConditionPathExists=!)."""
+    path = f"/etc/systemd/system/{NVZRAM_UNIT}.d/60-headshot-kiosk.conf"
     return (
         _HEADER
-        + "[zram0]\n"
-        + "zram-size = min(ram / 2, 4096)\n"
-        + "compression-algorithm = zstd\n"
-        + "swap-priority = 100\n"
+        + "# The kiosk's swap policy (swap off, or zram-generator without a backing device) decides.\n"
+        + "[Unit]\n"
+        + f"ConditionPathExists=!{path}\n"
     )
 
 
 def unit_path(name: str) -> PurePosixPath:
     """Where a unit we own is installed."""
     return PurePosixPath("/etc/systemd/system") / name
+
+
+def render_cert_renew_service(python: PurePosixPath) -> str:
+    """``headshot-kiosk-cert-renew.service``: one ``cert renew`` run (systemd.service(5), Type=oneshot).
+
+    Runs as root because it replaces ``/etc/headshot-kiosk/tls`` and hands the key to the service user
+    (``CAP_CHOWN`` only); everything else of the file system is read-only. It reaches the network (the ACME
+    server and the operator's DNS API through the DNS hook), so no ``IPAddressDeny=``. Not due (more than
+    ``renew_days`` left) means no network at all, so the hourly timer costs nothing while offline.
+    ``python`` is the checkout's venv interpreter (``Target.venv_python``).
+    """
+    tls_dir = CONFIG_DIR / "tls"
+    acme_dir = CONFIG_DIR / "acme"
+    return "\n".join(
+        [
+            _CERT_HEADER.rstrip("\n"),
+            "[Unit]",
+            "Description=Renew the kiosk's TLS certificate (ACME DNS-01) when due and online",
+            "Wants=network-online.target",
+            "After=network-online.target",
+            # The hook and the account live here; without them there is nothing to renew.
+            f"ConditionPathExists={acme_dir}/acme.json",
+            "",
+            "[Service]",
+            "Type=oneshot",
+            f"ExecStart={python} -m provisioning cert renew",
+            # A hung ACME server or DNS hook must not hold the unit for ever (the timer retries).
+            "TimeoutStartSec=15min",
+            "UMask=0077",
+            "LimitCORE=0",
+            "NoNewPrivileges=yes",
+            "CapabilityBoundingSet=CAP_CHOWN",
+            "ProtectSystem=strict",
+            f"ReadWritePaths={tls_dir} {acme_dir}",
+            "ProtectHome=yes",
+            # A DNS hook may want a scratch file: a private RAM /tmp (PrivateTmp= is disk up to systemd 255).
+            "TemporaryFileSystem=/tmp:size=16m,mode=1777",
+            "PrivateDevices=yes",
+            "ProtectKernelTunables=yes",
+            "ProtectKernelModules=yes",
+            "ProtectKernelLogs=yes",
+            "ProtectControlGroups=yes",
+            "ProtectClock=yes",
+            "ProtectHostname=yes",
+            "RestrictNamespaces=yes",
+            "RestrictRealtime=yes",
+            "RestrictSUIDSGID=yes",
+            "LockPersonality=yes",
+            "RestrictAddressFamilies=AF_UNIX AF_INET AF_INET6",
+            "SystemCallArchitectures=native",
+            "",
+        ]
+    )
+
+
+def render_cert_renew_timer() -> str:
+    """``headshot-kiosk-cert-renew.timer``: a check minutes after boot, then hourly (systemd.timer(5)).
+
+    Hourly, not daily: an event kiosk is online rarely and briefly (at the office, on a venue's Ethernet),
+    and a renewal that is due must happen in such a window. A run that is not due reads one file and exits.
+    """
+    return (
+        _CERT_HEADER
+        + "[Unit]\n"
+        + "Description=Renew the kiosk's TLS certificate whenever the kiosk is online\n"
+        + "\n[Timer]\n"
+        + "OnBootSec=5min\n"
+        + "OnUnitInactiveSec=1h\n"
+        # Kiosks of one operator renewing against the same CA should not do so in the same second.
+        + "RandomizedDelaySec=10min\n"
+        + f"Unit={CERT_RENEW_SERVICE}\n"
+        + "\n[Install]\n"
+        + "WantedBy=timers.target\n"
+    )

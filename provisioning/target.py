@@ -18,27 +18,40 @@ from typing import Literal
 from provisioning import ProvisioningError
 
 __all__ = [
+    "BROWSER_HOME",
     "BROWSER_USER",
     "DEFAULT_PREFIX",
     "GPU_DEVICE_PATTERNS",
     "PLACEHOLDER_ID",
     "SERVICE_GROUP",
     "SERVICE_USER",
+    "SNAP_CHROMIUM",
     "SwapPolicy",
     "Target",
     "discover_devices",
     "fstab_swap_sources",
     "host_path",
+    "installed_packages",
     "kernel_supports_noswap",
     "kernel_version",
     "lookup_id",
     "secretmem_default_on",
     "systemd_escape_path",
+    "version_tuple",
+    "zram_generator_version",
 ]
 
 SERVICE_USER = "headshot-kiosk"
 SERVICE_GROUP = "headshot-kiosk"
 BROWSER_USER = "headshot-kiosk-browser"
+# The browser's home is a tmpfs (a mount unit apply installs): snapd refuses a HOME outside /home
+# ("cannot create user data directory"), and whatever Chromium writes there must stay in RAM.
+BROWSER_HOME = PurePosixPath("/home") / BROWSER_USER
+# Ubuntu 22.04 has no Chromium .deb: `chromium-browser` is a transitional package for the snap since 19.10
+# (https://snapcraft.io/blog/chromium-in-ubuntu-deb-to-snap-transition), so JetPack 6 runs the snap.
+SNAP_CHROMIUM = "/snap/bin/chromium"
+# The command line's historic default; on Ubuntu it does not exist (see detect_target).
+LEGACY_CHROMIUM = "/usr/bin/chromium"
 DEFAULT_PREFIX = PurePosixPath("/opt/headshot-kiosk")
 PLACEHOLDER_ID = 999
 """uid/gid written into a *staged* unit when the staging tree has no passwd entry for the service user
@@ -48,9 +61,12 @@ SwapPolicy = Literal["off", "zram"]
 
 CAMERA_DEVICE_PATTERNS = ("video*",)
 # Jetson iGPU nodes (L4T r35/r36): nvhost-* (host1x clients incl. nvhost-ctrl-gpu, nvhost-as-gpu), nvmap
-# (buffer allocator) and nvgpu/igpu0/* (newer nvgpu interface). JetPack 7 (Thor) uses the unified OpenRM
-# driver with the desktop-style /dev/nvidia* nodes, so those are listed too.
-GPU_DEVICE_PATTERNS = ("nvhost-*", "nvmap", "nvgpu/**/*", "nvidia*")
+# (buffer allocator) and nvgpu/igpu0/* (newer nvgpu interface). CUDA on Orin also opens the DRM render
+# node and host1x-fence (syncpoint fences): snapd's Tegra interface grants exactly nvmap, dri/renderD*,
+# nvgpu/igpu*/{ctrl,power} and host1x-fence (snapd interfaces/builtin/nvidia_tegra_drivers_support.go).
+# JetPack 7 (Thor) uses the unified OpenRM driver with the desktop-style /dev/nvidia* nodes.
+GPU_DEVICE_PATTERNS = ("nvhost-*", "nvmap", "nvgpu/**/*", "nvidia*", "dri/renderD*", "host1x-fence")
+RENDER_DEVICE_PREFIX = "/dev/dri/renderD"
 
 # tmpfs(5): "noswap (since Linux 6.4)". memfd_secret(2) exists since 5.14 but stayed behind the
 # secretmem.enable=1 boot parameter until Linux 6.5 turned it on by default (mm/secretmem.c).
@@ -77,8 +93,12 @@ class Target:
     swap_policy: SwapPolicy = "off"
     fstab_swaps: tuple[str, ...] = ()
     browser: bool = True
-    browser_binary: str = "/usr/bin/chromium"
+    browser_binary: str = SNAP_CHROMIUM
     cage_binary: str = "/usr/bin/cage"
+    browser_uid: int = PLACEHOLDER_ID - 1
+    browser_gid: int = PLACEHOLDER_ID - 1
+    zram_generator: str | None = None
+    """Version of systemd-zram-generator on the device (``"0.3.2"``), or ``None`` when unknown."""
 
     @property
     def venv_python(self) -> PurePosixPath:
@@ -97,12 +117,32 @@ class Target:
 
     @property
     def gpu_devices(self) -> tuple[str, ...]:
-        """GPU nodes among :attr:`devices` (Jetson nvhost/nvmap/nvgpu, or nvidia* on Thor)."""
+        """GPU nodes among :attr:`devices` (Jetson nvhost/nvmap/nvgpu/renderD/host1x-fence, or nvidia*)."""
         return tuple(d for d in self.devices if d not in self.camera_devices)
+
+    @property
+    def supplementary_groups(self) -> tuple[str, ...]:
+        """Groups the service needs for :attr:`devices`: camera and Tegra GPU nodes are ``root:video``
+        0660 on L4T; DRM render nodes are ``root:render`` 0660 (systemd's udev rules, 50-udev-default)."""
+        groups = []
+        if any(not d.startswith(RENDER_DEVICE_PREFIX) for d in self.devices):
+            groups.append("video")
+        if any(d.startswith(RENDER_DEVICE_PREFIX) for d in self.devices):
+            groups.append("render")
+        return tuple(groups)
+
+    @property
+    def browser_is_snap(self) -> bool:
+        """True when the kiosk browser is a snap (Ubuntu's Chromium): its unit must let snap-confine work."""
+        return self.browser_binary.startswith("/snap/")
 
     def with_ids(self, uid: int, gid: int) -> Target:
         """A copy with the service account's numeric ids."""
         return Target(**{**self.__dict__, "service_uid": uid, "service_gid": gid})
+
+    def with_browser_ids(self, uid: int, gid: int) -> Target:
+        """A copy with the browser account's numeric ids (its tmpfs home takes numbers only)."""
+        return Target(**{**self.__dict__, "browser_uid": uid, "browser_gid": gid})
 
 
 def host_path(root: Path, device_path: str | PurePosixPath) -> Path:
@@ -215,6 +255,52 @@ def systemd_escape_path(path: str) -> str:
     return "-".join(out)
 
 
+def version_tuple(version: str) -> tuple[int, ...]:
+    """``"0.3.2-1"`` -> ``(0, 3, 2)``; ``"1:249.11-0ubuntu3"`` -> ``(249, 11)`` (Debian epoch and revision
+    dropped); ``()`` when nothing numeric leads."""
+    text = version.split(":", 1)[-1]
+    match = re.match(r"^(\d+(?:\.\d+)*)", text)
+    return tuple(int(p) for p in match.group(1).split(".")) if match else ()
+
+
+def installed_packages(root: Path) -> dict[str, str] | None:
+    """``{package: version}`` of the Debian packages installed under ``root`` (``/var/lib/dpkg/status``),
+    or ``None`` when the root has no dpkg database (a staging tree, a non-Debian system)."""
+    try:
+        text = host_path(root, "/var/lib/dpkg/status").read_text(encoding="utf-8", errors="replace")
+    except OSError:
+        return None
+    found: dict[str, str] = {}
+    for stanza in text.split("\n\n"):
+        fields = dict(
+            line.split(": ", 1) for line in stanza.splitlines() if ": " in line and not line.startswith(" ")
+        )
+        if fields.get("Status", "").endswith(" installed") and "Package" in fields:
+            found[fields["Package"]] = fields.get("Version", "")
+    return found
+
+
+def zram_generator_version(root: Path, kernel_release: str) -> str | None:
+    """Version of systemd-zram-generator the device has or will get.
+
+    The installed package wins. Otherwise the release decides: Ubuntu 22.04 (JetPack 6) ships 0.3.2, 24.04
+    (JetPack 7) 1.1.2 (packages.ubuntu.com). Without an os-release, a 5.15 kernel means JetPack 6.
+    """
+    packages = installed_packages(root) or {}
+    if packages.get("systemd-zram-generator"):
+        return packages["systemd-zram-generator"].split("-", 1)[0].split(":", 1)[-1]
+    try:
+        release = host_path(root, "/etc/os-release").read_text(encoding="utf-8")
+    except OSError:
+        release = ""
+    match = re.search(r'^VERSION_ID="?([\d.]+)', release, re.MULTILINE)
+    if match:
+        return "0.3.2" if version_tuple(match.group(1)) < (24,) else "1.1.2"
+    if kernel_version(kernel_release) == (5, 15):
+        return "0.3.2"
+    return None
+
+
 def detect_target(
     root: Path,
     *,
@@ -223,11 +309,14 @@ def detect_target(
     prefix: PurePosixPath = DEFAULT_PREFIX,
     swap_policy: SwapPolicy = "off",
     browser: bool = True,
-    browser_binary: str = "/usr/bin/chromium",
+    browser_binary: str | None = None,
 ) -> Target:
     """Describe the device under ``root``: kernel (given, else the running one), device nodes (given,
-    else found under ``root/dev``), fstab swaps and the service account's ids (placeholder if absent).
+    else found under ``root/dev``), fstab swaps, the zram generator's version and the service account's
+    ids (placeholder if absent).
 
+    ``browser_binary`` None (the command line's default) or ``/usr/bin/chromium``: Debian's Chromium where
+    that file exists under ``root``, else the Chromium snap (Ubuntu 22.04 / JetPack 6 has no .deb).
     Refuses a ``prefix`` under /home or /root: the unit sets ``ProtectHome=yes``, which hides them.
     """
     if any(str(prefix) == p or str(prefix).startswith(p + "/") for p in ("/home", "/root", "/run/user")):
@@ -240,6 +329,10 @@ def detect_target(
     found = tuple(sorted(devices)) if devices is not None else discover_devices(root)
     uid = lookup_id(root, "passwd", SERVICE_USER)
     gid = lookup_id(root, "group", SERVICE_GROUP)
+    if browser_binary in (None, LEGACY_CHROMIUM):  # auto: Debian's .deb where the target has it
+        browser_binary = LEGACY_CHROMIUM if host_path(root, LEGACY_CHROMIUM).exists() else SNAP_CHROMIUM
+    browser_uid = lookup_id(root, "passwd", BROWSER_USER)
+    browser_gid = lookup_id(root, "group", BROWSER_USER)
     return Target(
         root=root,
         kernel_release=release,
@@ -251,6 +344,9 @@ def detect_target(
         fstab_swaps=fstab_swap_sources(root),
         browser=browser,
         browser_binary=browser_binary,
+        browser_uid=browser_uid if browser_uid is not None else PLACEHOLDER_ID - 1,
+        browser_gid=browser_gid if browser_gid is not None else PLACEHOLDER_ID - 1,
+        zram_generator=zram_generator_version(root, release),
     )
 
 

@@ -13,21 +13,44 @@ import cv2
 from appliance.camera.base import CameraError, Clock, OpenCvFrameSource, open_video_capture
 from appliance.config import CsiCameraConfig
 
-__all__ = ["CsiFrameSource", "csi_pipeline", "opencv_has_gstreamer", "require_gstreamer_element"]
+__all__ = [
+    "CsiFrameSource",
+    "csi_pipeline",
+    "csi_wait_ns",
+    "opencv_has_gstreamer",
+    "require_gstreamer_element",
+]
 
 logger = logging.getLogger(__name__)
 
 _CSI_ELEMENT = "nvarguscamerasrc"
+# nvarguscamerasrc's own stall limits (L4T r36 public sources, gstnvarguscamerasrc.cpp): event-wait bounds
+# the wait for the next capture event and acquire-wait the wait for its frame, in nanoseconds; both
+# refuse values below their defaults (3 s and 5 s). When one runs out the source stops and create()
+# returns EOS, so the appsink ends, cv2's read() returns False at once and ReconnectingFrameSource
+# re-opens the camera. That is the bound on a CSI read: a stall costs read_timeout_seconds (at least 3 s),
+# not a hang.
+_EVENT_WAIT_MIN_NS = 3_000_000_000
+_ACQUIRE_WAIT_MIN_NS = 5_000_000_000
+
+
+def csi_wait_ns(cfg: CsiCameraConfig) -> tuple[int, int]:
+    """(event-wait, acquire-wait) in nanoseconds for ``cfg.read_timeout_seconds``, raised to the
+    element's minimums (3 s, 5 s)."""
+    wanted = int(cfg.read_timeout_seconds * 1_000_000_000)
+    return max(wanted, _EVENT_WAIT_MIN_NS), max(wanted, _ACQUIRE_WAIT_MIN_NS)
 
 
 def csi_pipeline(cfg: CsiCameraConfig) -> str:
     """The GStreamer pipeline for ``cfg``: NVMM capture, hardware flip/convert, BGR into an appsink.
 
+    ``event-wait``/``acquire-wait`` end the stream (EOS) when the sensor stalls (see ``csi_wait_ns``).
     ``drop=true max-buffers=1`` keeps only the newest frame, so a slow consumer sees a live picture, not
     a growing backlog.
     """
+    event_wait, acquire_wait = csi_wait_ns(cfg)
     return (
-        f"{_CSI_ELEMENT} sensor-id={cfg.sensor_id} ! "
+        f"{_CSI_ELEMENT} sensor-id={cfg.sensor_id} event-wait={event_wait} acquire-wait={acquire_wait} ! "
         f"video/x-raw(memory:NVMM),width={cfg.width},height={cfg.height},framerate={cfg.fps}/1 ! "
         f"nvvidconv flip-method={cfg.flip_method} ! video/x-raw,format=BGRx ! "
         "videoconvert ! video/x-raw,format=BGR ! appsink drop=true max-buffers=1"
@@ -100,9 +123,10 @@ class CsiFrameSource(OpenCvFrameSource):
                 "nvargus-daemon running?"
             ),
         )
-        # Honoured by OpenCV's GStreamer backend (GStreamer >= 1.10); a failed set only means no limit.
-        if not capture.set(cv2.CAP_PROP_READ_TIMEOUT_MSEC, cfg.read_timeout_seconds * 1000):
-            logger.warning("this OpenCV cannot limit CSI read time; a stalled sensor may block reads")
+        # No capture.set(...) here, CAP_PROP_READ_TIMEOUT_MSEC included: OpenCV's GStreamer backend stops
+        # a playing pipeline to set any property (cap_gstreamer.cpp, GStreamerCapture::setProperty), which
+        # for nvarguscamerasrc means a new Argus capture session. The stall bound is in the pipeline
+        # (event-wait/acquire-wait); OpenCV's own default read timeout (30 s since 4.6) is the backstop.
         return capture
 
     def _no_frame(self, waited_seconds: float) -> str:

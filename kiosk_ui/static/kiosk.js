@@ -13,6 +13,8 @@
   const VISIT_SCREENS = ["consent", "preview", "processing", "review", "delivery"];
   const TOPBAR_SCREENS = ["preview", "processing", "review", "delivery"];
   const DONE_SECONDS = 30;
+  // A capture that kept nothing, with what the guest can change (appliance.errors.CAPTURE_REFUSED).
+  const CAPTURE_REFUSED = ["no_face", "step_apart", "face_cut_off", "face_too_small"];
 
   let state = null;
   let screen = "attract";
@@ -137,7 +139,8 @@
       state = r;
       enterReview(r.image);
     } catch (err) {
-      await handleError(err, err.code === "no_face" ? "preview" : null);
+      // Nothing was kept (no face, someone else in the picture, too far, at the edge): back to the preview.
+      await handleError(err, CAPTURE_REFUSED.includes(err.code) ? "preview" : null);
     } finally {
       busy = false;
       if (!over) $("shoot").hidden = false;
@@ -209,12 +212,25 @@
       if (over) return;
       $("qr").src = r.qr;
       showExpiry(r.expires_in);
-      show("delivery");
+      showDelivery();
     } catch (err) {
       await handleError(err);
     } finally {
       busy = false;
     }
+  }
+
+  /** The delivery screen: with the kiosk's hotspot, "join the Wi-Fi" first (the link works only there). */
+  function showDelivery() {
+    wifiStep(Boolean(page.wifi));
+    show("delivery");
+  }
+
+  function wifiStep(on) {
+    $("wifi-step").hidden = !on;
+    $("link-step").hidden = on;
+    $("wifi-again").hidden = on || !page.wifi;
+    (on ? $("wifi-next") : $("finish")).focus();
   }
 
   function showExpiry(seconds) {
@@ -358,7 +374,7 @@
       renderChoices();
     } else if (p === "delivery" && screen !== "delivery") {
       if (state.delivery && state.delivery.qr) $("qr").src = "/api/session/qr.png?v=" + encodeURIComponent(state.delivery.qr);
-      show("delivery");
+      showDelivery();
     }
   }
 
@@ -434,6 +450,14 @@
   $("held-btn").addEventListener("click", async () => { await poll(); if (!over) $("held-dialog").showModal(); });
   $("held-close").addEventListener("click", () => $("held-dialog").close());
   $("again").addEventListener("click", G.fresh);
+  $("wifi-next").addEventListener("click", () => wifiStep(false));
+  $("wifi-again").addEventListener("click", () => wifiStep(true));
+  if (page.wifi) {
+    // The same network for every guest: the code and the words are part of the page, not of a visit.
+    $("wifi-qr").src = page.wifi.qr;
+    $("wifi-ssid").textContent = page.wifi.ssid;
+    $("wifi-password").textContent = page.wifi.password;
+  }
   $("recover").addEventListener("click", G.fresh);
   $("still-here").addEventListener("click", poll);
 

@@ -26,12 +26,12 @@ from appliance.audit import (
     AuditError,
     AuditLog,
     ConsentOutcome,
-    audit_main,
     outcome_for,
     policy_version_hash,
     receipt_id,
     receipt_recorder,
 )
+from appliance.cli.audit import audit_main
 from appliance.config import KioskConfig, parse_config
 from appliance.lifecycle import WipeReason
 

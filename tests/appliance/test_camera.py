@@ -31,7 +31,7 @@ from appliance.camera import (
     make_frame_source,
     open_frame_source,
 )
-from appliance.camera.csi_source import CsiFrameSource, csi_pipeline, opencv_has_gstreamer
+from appliance.camera.csi_source import CsiFrameSource, csi_pipeline, csi_wait_ns, opencv_has_gstreamer
 from appliance.camera.v4l2_source import V4l2FrameSource
 from appliance.config import (
     CsiCameraConfig,
@@ -358,10 +358,31 @@ def test_v4l2_non_camera_node_is_a_camera_error() -> None:
 def test_csi_pipeline_matches_the_jetson_recipe() -> None:
     cfg = CsiCameraConfig(source="csi", sensor_id=1, width=1280, height=720, fps=60, flip_method=2)
     assert csi_pipeline(cfg) == (
-        "nvarguscamerasrc sensor-id=1 ! video/x-raw(memory:NVMM),width=1280,height=720,framerate=60/1 ! "
+        "nvarguscamerasrc sensor-id=1 event-wait=3000000000 acquire-wait=5000000000 ! "
+        "video/x-raw(memory:NVMM),width=1280,height=720,framerate=60/1 ! "
         "nvvidconv flip-method=2 ! video/x-raw,format=BGRx ! videoconvert ! video/x-raw,format=BGR ! "
         "appsink drop=true max-buffers=1"
     )
+
+
+def test_csi_read_bound_is_the_pipelines_own_and_never_below_argus_minimums() -> None:
+    # nvarguscamerasrc refuses event-wait < 3 s and acquire-wait < 5 s; longer read timeouts pass through.
+    assert csi_wait_ns(CsiCameraConfig(source="csi", read_timeout_seconds=0.5)) == (3 * 10**9, 5 * 10**9)
+    assert csi_wait_ns(CsiCameraConfig(source="csi", read_timeout_seconds=8)) == (8 * 10**9, 8 * 10**9)
+
+
+def test_csi_source_sets_no_property_on_the_playing_pipeline(monkeypatch: pytest.MonkeyPatch) -> None:
+    # OpenCV's GStreamer backend stops and restarts a playing pipeline for any set() (a new Argus session).
+    from unittest.mock import Mock
+
+    import appliance.camera.csi_source as csi
+
+    capture = Mock()
+    monkeypatch.setattr(csi, "require_gstreamer_element", lambda element, *, timeout_seconds: None)
+    monkeypatch.setattr(csi, "opencv_has_gstreamer", lambda: True)
+    monkeypatch.setattr(csi, "open_video_capture", lambda target, api, *, cannot_open: capture)
+    assert CsiFrameSource(CsiCameraConfig(source="csi"))._open_capture() is capture
+    capture.set.assert_not_called()
 
 
 def _csi_available() -> bool:

@@ -7,10 +7,10 @@ from typing import Any
 
 import pytest
 
+from appliance.cli.compliance import compliance_main
 from appliance.compliance import (
     ComplianceError,
     Controller,
-    compliance_main,
     consent_summary,
     format_duration,
     policy_hash,

@@ -12,6 +12,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 from pydantic import BaseModel, ValidationError
 
+from appliance.cli.check_config import check_config_main
 from appliance.config import (
     MAX_DELIVERY_WINDOW_MINUTES,
     MAX_IDLE_TIMEOUT_SECONDS,
@@ -23,7 +24,6 @@ from appliance.config import (
     SessionConfig,
     V4l2CameraConfig,
     VideoCameraConfig,
-    check_config_main,
     load_config,
     parse_config,
 )

@@ -16,17 +16,10 @@ from PIL import Image
 
 from appliance.config import KioskConfig
 from appliance.delivery import DeliveryGone
-from appliance.kiosk import (
-    ConsentRequired,
-    Kiosk,
-    NoSession,
-    NotAllowed,
-    Receipt,
-    RetakeLimit,
-    SessionActive,
-    WorkerFailed,
-)
+from appliance.errors import ConsentRequired, NoSession, NotAllowed, RetakeLimit, SessionActive, WorkerFailed
+from appliance.kiosk import Kiosk
 from appliance.lifecycle import WipeReason
+from appliance.visit import Receipt
 from engine.runtime import tensorrt_available
 from tests.appliance.conftest import ManualClock
 
@@ -65,12 +58,12 @@ class Harness:
         return [p for d in self.kiosk.session_dirs() for p in (self.kiosk.store.path / d).iterdir()]
 
     def worker_pid(self) -> int:
-        s = self.kiosk._session
+        s = self.kiosk._visit
         assert s is not None and s.worker is not None
         return s.worker.pid
 
     def reset(self) -> None:
-        if self.kiosk.state()["phase"] != "idle":
+        if self.kiosk.state().phase != "idle":
             self.kiosk.delete_now()
 
 
@@ -100,25 +93,26 @@ def h(harness: Harness) -> Iterator[Harness]:
 
 def test_full_visit_ends_with_nothing_but_the_pending_delivery(h: Harness) -> None:
     k = h.kiosk
-    assert k.start_session()["phase"] == "consent"
-    assert k.consent(True, {"skin_smoothing": True})["phase"] == "preview"
+    assert k.start_session().phase == "consent"
+    assert k.consent(True, {"skin_smoothing": True}).phase == "preview"
     frame = k.preview_frame()
-    assert frame["jpeg"][:3] == b"\xff\xd8\xff" and frame["size"] == [1280, 720]
+    assert frame.jpeg[:3] == b"\xff\xd8\xff" and frame.size == (1280, 720)
     shot = k.capture()
-    assert shot["phase"] == "review" and shot["takes_left"] == 1
-    other = k.render(shot["take"], "white", "portrait")
-    jpeg = k.image(other["render"])
+    assert shot.visit.phase == "review" and shot.visit.takes_left == 1
+    other = k.render(shot.take, "white", "portrait")
+    jpeg = k.image(other.id)
     assert Image.open(io.BytesIO(jpeg)).size == (1080, 1350)
-    held = k.state()["held"]
-    assert sorted(i["kind"] for i in held) == ["capture", "headshot", "headshot"]
+    held = k.state().held
+    assert sorted(i.kind for i in held) == ["capture", "headshot", "headshot"]
     # What we hold is what the store holds: same objects, nothing else.
-    assert sorted(i["id"] for i in held) == sorted(p.name for p in h.session_files())
+    assert sorted(i.id for i in held) == sorted(p.name for p in h.session_files())
     worker = h.worker_pid()
-    delivered = k.deliver(other["render"])
-    token = delivered["url"].rsplit("/d/", 1)[1]
-    assert delivered["url"].startswith("https://localhost:8443/d/") and 590 <= delivered["expires_in"] <= 600
+    delivered = k.deliver(other.id)
+    assert delivered.url is not None
+    token = delivered.url.rsplit("/d/", 1)[1]
+    assert delivered.url.startswith("https://localhost:8443/d/") and 590 <= delivered.expires_in <= 600
     done = k.end()
-    assert done["phase"] == "idle" and done["receipt"] == h.receipts[-1].code
+    assert done.visit.phase == "idle" and done.receipt == h.receipts[-1].code
     assert h.receipts[-1].outcome is WipeReason.FINISHED
     assert h.receipts[-1].choices == {"skin_smoothing": True}
     assert k.session_dirs() == [] and wait_dead(worker)
@@ -146,10 +140,10 @@ def test_store_holds_only_ciphertext_during_a_visit(h: Harness) -> None:
 def test_decline_captures_nothing_and_never_opens_the_camera(h: Harness) -> None:
     k = h.kiosk
     k.start_session()
-    assert k.health()["camera"]["state"] == "closed"
+    assert k.health().camera.state == "closed"
     with pytest.raises(ConsentRequired):
         k.preview_frame()
-    assert k.consent(False)["phase"] == "idle"
+    assert k.consent(False).phase == "idle"
     assert h.receipts[-1].outcome is WipeReason.CONSENT_DECLINED
     assert k.session_dirs() == []
 
@@ -184,7 +178,7 @@ def test_delete_and_revoke_wipe_everything_including_the_link(h: Harness, how: s
     k.start_session()
     k.consent(True)
     shot = k.capture()
-    token = k.deliver(shot["render"])["url"].rsplit("/d/", 1)[1]
+    token = k.deliver(shot.headshot.id).url.rsplit("/d/", 1)[1]
     worker = h.worker_pid()
     getattr(k, how)()
     assert k.session_dirs() == [] and wait_dead(worker)
@@ -200,12 +194,12 @@ def test_idle_timeout_wipes_and_returns_to_attract(h: Harness) -> None:
     k.capture()
     worker = h.worker_pid()
     h.clock.advance(k.cfg.session.review_idle_timeout_seconds - k.cfg.session.idle_warning_seconds + 1)
-    assert k.state()["idle_warning"] is True
+    assert k.state().idle_warning is True
     k.tick()
-    assert k.state()["phase"] == "review", "the warning comes first"
+    assert k.state().phase == "review", "the warning comes first"
     h.clock.advance(k.cfg.session.idle_warning_seconds)
     k.tick()
-    assert k.state()["phase"] == "idle" and h.receipts[-1].outcome is WipeReason.IDLE_TIMEOUT
+    assert k.state().phase == "idle" and h.receipts[-1].outcome is WipeReason.IDLE_TIMEOUT
     assert k.session_dirs() == [] and wait_dead(worker)
 
 
@@ -218,11 +212,11 @@ def test_worker_crash_wipes_the_visit_and_the_kiosk_recovers(h: Harness) -> None
     time.sleep(0.2)
     k.tick()
     state = k.state()
-    assert state["phase"] == "idle" and state.get("error") == "worker_died"
+    assert state.phase == "idle" and state.error == "worker_died"
     assert k.session_dirs() == []
     k.wait_for_spare()
     k.start_session()
-    assert k.consent(True)["phase"] == "preview"
+    assert k.consent(True).phase == "preview"
 
 
 def test_a_dying_worker_mid_request_is_a_friendly_error(h: Harness) -> None:
@@ -233,15 +227,15 @@ def test_a_dying_worker_mid_request_is_a_friendly_error(h: Harness) -> None:
     time.sleep(0.2)
     with pytest.raises(WorkerFailed, match="deleted"):
         k.preview_frame()
-    assert k.state()["phase"] == "idle" and k.session_dirs() == []
+    assert k.state().phase == "idle" and k.session_dirs() == []
 
 
 def test_health_has_counts_and_no_session_contents(h: Harness) -> None:
     health = h.kiosk.health()
-    assert {"counters", "store", "camera", "worker", "render_ms", "wipe_ms"} <= set(health)
+    assert {"counters", "store", "camera", "worker", "render_ms", "wipe_ms"} <= set(health.as_json())
     # What the worker really loaded, not what the config asked for ("auto" picks one per machine).
     expected = "tensorrt" if tensorrt_available() else "onnxruntime"
-    assert health["worker"]["engine_backend"] == expected
+    assert health.worker.engine_backend == expected
     text = repr(health)
     for receipt in h.receipts:
         assert receipt.code not in text
@@ -252,9 +246,9 @@ def test_retake_goes_back_to_the_live_preview_within_the_limit(h: Harness) -> No
     k.start_session()
     k.consent(True)
     k.capture()
-    assert k.retake()["phase"] == "preview"
-    assert k.preview_frame()["jpeg"][:2] == b"\xff\xd8"
+    assert k.retake().phase == "preview"
+    assert k.preview_frame().jpeg[:2] == b"\xff\xd8"
     k.capture()
     with pytest.raises(RetakeLimit):
         k.retake()
-    assert k.state()["phase"] == "review" and len(k.state()["takes"]) == 2
+    assert k.state().phase == "review" and len(k.state().takes) == 2

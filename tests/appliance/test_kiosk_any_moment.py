@@ -21,9 +21,11 @@ import pytest
 
 from appliance.config import KioskConfig
 from appliance.delivery import DeliveryGone
-from appliance.kiosk import BadChoices, Kiosk, KioskError, Receipt, VisitEnded
+from appliance.errors import BadChoices, KioskError, VisitEnded
+from appliance.kiosk import Kiosk
 from appliance.lifecycle import WipeReason
 from appliance.retention import delivery_window_seconds, idle_limit_seconds
+from appliance.visit import Receipt
 from tests.appliance.conftest import ManualClock
 from tests.appliance.test_kiosk import pid_alive
 
@@ -36,12 +38,12 @@ class Visit:
         self.kiosk, self.clock, self.receipts = kiosk, clock, receipts
 
     def worker(self) -> Any:
-        s = self.kiosk._session
+        s = self.kiosk._visit
         assert s is not None and s.worker is not None
         return s.worker
 
     def reset(self) -> None:
-        if self.kiosk.state()["phase"] != "idle":
+        if self.kiosk.state().phase != "idle":
             self.kiosk.delete_now()
         self.kiosk.tick()  # starts the next warm worker, as the run loop does
         self.kiosk.wait_for_spare()
@@ -116,7 +118,7 @@ def test_a_wipe_during_the_capture_burst_cancels_it_in_the_worker(v: Visit, how:
     k.consent(True)
     worker = v.worker()
     thread, out = _in_thread(k.capture)
-    _wait_for(lambda: k.state()["phase"] in ("capture", "processing") and _busy(worker))
+    _wait_for(lambda: k.state().phase in ("capture", "processing") and _busy(worker))
     t0 = time.perf_counter()
     getattr(k, how)()
     elapsed = time.perf_counter() - t0
@@ -127,7 +129,7 @@ def test_a_wipe_during_the_capture_burst_cancels_it_in_the_worker(v: Visit, how:
     thread.join(30)
     assert isinstance(out.get("error"), VisitEnded), out
     time.sleep(0.3)
-    assert k.session_dirs() == [] and k.state()["phase"] == "idle"  # nothing came back later
+    assert k.session_dirs() == [] and k.state().phase == "idle"  # nothing came back later
     assert k.counters.cancelled_in_flight >= 1
 
 
@@ -137,7 +139,7 @@ def test_delete_now_during_a_render_in_review_cancels_it(v: Visit) -> None:
     k.consent(True)
     shot = k.capture()
     worker = v.worker()
-    thread, out = _in_thread(lambda: k.render(shot["take"], "white", "portrait"))  # a new crop: a model run
+    thread, out = _in_thread(lambda: k.render(shot.take, "white", "portrait"))  # a new crop: a model run
     _wait_for(lambda: _busy(worker))
     k.delete_now()
     assert not pid_alive(worker.pid) and k.session_dirs() == []
@@ -152,10 +154,10 @@ def test_the_idle_wipe_ends_a_stuck_capture(v: Visit) -> None:
     k.consent(True)
     worker = v.worker()
     thread, out = _in_thread(k.capture)
-    _wait_for(lambda: _busy(worker) and k.state()["phase"] == "capture")
+    _wait_for(lambda: _busy(worker) and k.state().phase == "capture")
     v.clock.advance(k.cfg.session.capture_timeout_seconds + 1)
     k.tick()  # before issue 11 the tick waited for the capture to finish: a stuck camera held the visit
-    assert k.state()["phase"] == "idle" and not pid_alive(worker.pid) and k.session_dirs() == []
+    assert k.state().phase == "idle" and not pid_alive(worker.pid) and k.session_dirs() == []
     thread.join(30)
     assert isinstance(out.get("error"), VisitEnded), out
 
@@ -179,7 +181,7 @@ def test_a_link_made_while_delete_now_lands_is_revoked_before_anyone_sees_it(v: 
     k.deliveries.create = create_then_delete  # type: ignore[method-assign]
     try:
         with pytest.raises(VisitEnded):
-            k.deliver(shot["render"])
+            k.deliver(shot.headshot.id)
     finally:
         del k.deliveries.create
     with pytest.raises(DeliveryGone):
@@ -194,8 +196,8 @@ def test_every_delivery_gets_a_new_qr_nonce(v: Visit) -> None:
         k.start_session()
         k.consent(True)
         shot = k.capture()
-        nonce = k.deliver(shot["render"])["qr"]
-        assert k.qr_nonce() == nonce and k.state()["delivery"]["qr"] == nonce
+        nonce = k.deliver(shot.headshot.id).qr
+        assert k.qr_nonce() == nonce and k.state().delivery.qr == nonce
         seen.add(nonce)
         k.delete_now()
         assert k.qr_nonce() is None
@@ -208,14 +210,14 @@ def test_what_we_hold_shows_the_deadlines_the_kiosk_enforces(v: Visit) -> None:
     k.start_session()
     k.consent(True)
     shot = k.capture()
-    k.deliver(shot["render"])
+    k.deliver(shot.headshot.id)
     now = k.wall()
-    held = {item["kind"]: item for item in k.state()["held"]}
+    held = {item.kind: item for item in k.state().held}
     # Captures and headshots go when the visit does: within the idle limit the consent text states.
     for kind in ("capture", "headshot"):
-        assert now < held[kind]["expires"] <= now + idle_limit_seconds(k.cfg.session) + 1
+        assert now < held[kind].expires <= now + idle_limit_seconds(k.cfg.session) + 1
     # The link waits exactly the window the consent text states.
-    assert abs(held["delivery"]["expires"] - (now + delivery_window_seconds(k.cfg))) <= 2
+    assert abs(held["delivery"].expires - (now + delivery_window_seconds(k.cfg))) <= 2
 
 
 def test_without_offered_choices_the_receipt_says_none_were_offered(v: Visit) -> None:
@@ -226,7 +228,7 @@ def test_without_offered_choices_the_receipt_says_none_were_offered(v: Visit) ->
     k.start_session()
     with pytest.raises(BadChoices):
         k.consent(True, {"john_smith_at_acme": True})
-    assert k.state()["phase"] == "consent"  # refused, nothing recorded, the guest can answer again
+    assert k.state().phase == "consent"  # refused, nothing recorded, the guest can answer again
 
 
 INTERRUPTS: dict[str, Callable[[Visit], Any]] = {
@@ -288,7 +290,7 @@ def test_consent_racing_every_kind_of_wipe_leaves_no_camera_and_no_stray_worker(
         outcomes[type(error).__name__ if error else "consent first"] = (
             outcomes.get(type(error).__name__ if error else "consent first", 0) + 1
         )
-        if k.state()["phase"] != "idle":
+        if k.state().phase != "idle":
             k.delete_now()  # consent finished first and the wipe found nothing: a live, tracked visit; end it
     _quiescent(k)
     # The race really was run both ways.

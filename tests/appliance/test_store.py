@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING
 
 import pytest
 
+from appliance.mounts import mount_at, read_mountinfo
 from appliance.store import (
     Backing,
     IntegrityError,
@@ -24,9 +25,7 @@ from appliance.store import (
     SessionVault,
     StoreError,
     StoreFullError,
-    mount_at,
     new_session_id,
-    read_mountinfo,
 )
 
 if TYPE_CHECKING:

@@ -31,8 +31,9 @@ import numpy as np
 import pytest
 
 from appliance.config import KioskConfig
-from appliance.kiosk import Kiosk, Receipt
+from appliance.kiosk import Kiosk
 from appliance.lifecycle import WipeReason
+from appliance.visit import Receipt
 from tests.support import (
     CHROMIUM,
     LAUNCH_ARGS,
@@ -197,7 +198,7 @@ def _press_delete(page: Any, day: Day, button: str = "#delete-btn") -> None:
 
 def _wait_idle(day: Day, timeout: float = 10.0) -> None:
     deadline = time.monotonic() + timeout
-    while day.kiosk.state()["phase"] != "idle":
+    while day.kiosk.state().phase != "idle":
         assert time.monotonic() < deadline, "the kiosk did not wipe the visit"
         time.sleep(0.05)
 
@@ -214,7 +215,7 @@ def _begin(page: Any, rng: random.Random, day: Day) -> str:
     page.click("#start")
     wait_visible(page, "consent")
     state = day.kiosk.state()
-    day.secrets += [state["session"], state["receipt"]]
+    day.secrets += [str(state.visit), str(state.receipt)]
     return lang
 
 
@@ -237,7 +238,7 @@ def _shoot(page: Any) -> None:
 
 def _render_traces(page: Any, day: Day) -> list[str]:
     state = day.kiosk.state()
-    ids = [r["render"] for r in state["renders"]] + [t["take"] for t in state["takes"]]
+    ids = [h.id for h in state.headshots] + [t.id for t in state.takes]
     day.secrets += ids
     return ids
 
@@ -274,7 +275,7 @@ def _collect(phone: Any, link: str) -> bytes | None:
 def _guest(page: Any, phone: Any, day: Day, rng: random.Random, kind: str, n: int) -> None:
     before = len(day.receipts)
     lang = _begin(page, rng, day)
-    traces: list[str] = [day.kiosk.state()["receipt"], day.kiosk.state()["session"]]
+    traces: list[str] = [str(day.kiosk.state().receipt), str(day.kiosk.state().visit)]
     if kind == "decline":
         page.click("#decline")
         _fresh_start(page, day, traces, press_again=False)
@@ -306,14 +307,14 @@ def _guest(page: Any, phone: Any, day: Day, rng: random.Random, kind: str, n: in
         page.wait_for_selector("#countdown", state="visible", timeout=TIMEOUT_MS)
         _press_delete(page, day)
         time.sleep(page_countdown_seconds(day) + 0.5)  # the countdown would have ended by now
-        assert day.kiosk.counters.wipes >= 1 and day.kiosk.state()["phase"] == "idle"
+        assert day.kiosk.counters.wipes >= 1 and day.kiosk.state().phase == "idle"
         assert day.kiosk.session_dirs() == [], "a photo was taken after Delete now"
     elif kind == "delete_in_processing":
         page.click("#shoot")
         wait_visible(page, "processing")
         _wait_server_busy(day)
         _press_delete(page, day)
-        assert day.kiosk.state()["phase"] == "idle" and day.kiosk.session_dirs() == []
+        assert day.kiosk.state().phase == "idle" and day.kiosk.session_dirs() == []
     else:
         _shoot(page)
         if kind == "deliver_retake":
@@ -370,7 +371,7 @@ def page_countdown_seconds(day: Day) -> int:
 def _wait_server_busy(day: Day) -> None:
     """Until the worker is capturing or rendering (the processing screen shows before the request lands)."""
     deadline = time.monotonic() + 30
-    while day.kiosk.state()["phase"] not in ("capture", "processing"):
+    while day.kiosk.state().phase not in ("capture", "processing"):
         assert time.monotonic() < deadline, "the capture never started"
         time.sleep(0.01)
 

@@ -142,7 +142,7 @@ def test_full_visit_and_phone_download(served: tuple[Kiosk, str]) -> None:
             assert len(receipt) == 8
             assert "deleted" in page.inner_text("#screen-done")
             page.screenshot(path=str(SHOTS / "ui-done.png"))
-            assert kiosk.state()["phase"] == "idle"
+            assert kiosk.state().phase == "idle"
             page.click("#again")
             wait_visible(page, "attract")
 

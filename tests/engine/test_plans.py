@@ -61,6 +61,7 @@ def make_sidecar(**changes: object) -> PlanSidecar:
         tensorrt_version="8.6.2",
         gpu_name="Orin",
         compute_capability="8.7",
+        multiprocessor_count=8,
         onnx_sha256=SHA_A,
         precision="fp16",
         input_shapes={"input": ((1, 3, 256, 256), (1, 3, 512, 512), (1, 3, 768, 768))},
@@ -69,11 +70,12 @@ def make_sidecar(**changes: object) -> PlanSidecar:
     return dataclasses.replace(base, **changes)  # type: ignore[arg-type]
 
 
-def matching_runtime(sidecar: PlanSidecar) -> dict[str, str]:
+def matching_runtime(sidecar: PlanSidecar) -> dict[str, object]:
     return {
         "tensorrt_version": sidecar.tensorrt_version,
         "gpu_name": sidecar.gpu_name,
         "compute_capability": sidecar.compute_capability,
+        "multiprocessor_count": sidecar.multiprocessor_count,
         "onnx_sha256": sidecar.onnx_sha256,
     }
 
@@ -173,13 +175,20 @@ def test_matching_sidecar_passes() -> None:
         ),
         ("compute_capability", "8.9", "plan built for compute capability 8.7, this GPU has 8.9"),
         (
+            "multiprocessor_count",
+            16,
+            "plan built for a GPU with 8 SMs, this one has 16 (another Jetson module)",
+        ),
+        (
             "onnx_sha256",
             SHA_B,
             "plan built from ONNX sha256 aaaaaaaaaaaa…, the model file now has bbbbbbbbbbbb…",
         ),
     ],
 )
-def test_each_mismatch_names_both_values_and_the_fix(field: str, runtime_value: str, expected: str) -> None:
+def test_each_mismatch_names_both_values_and_the_fix(
+    field: str, runtime_value: object, expected: str
+) -> None:
     sidecar = make_sidecar()
     with pytest.raises(PlanMismatch) as info:
         check_sidecar(sidecar, **{**matching_runtime(sidecar), field: runtime_value})
@@ -196,6 +205,7 @@ def test_every_difference_is_listed() -> None:
             tensorrt_version="10.3.0",
             gpu_name="Thor",
             compute_capability="11.0",
+            multiprocessor_count=20,
             onnx_sha256=SHA_B,
         )
     message = str(info.value)
@@ -206,7 +216,9 @@ def test_every_difference_is_listed() -> None:
 
 # ------------------------------------------------------------------------------------------- verify_plan
 
-ORIN = plans.PlanTarget(tensorrt_version="8.6.2", gpu_name="Orin", compute_capability="8.7")
+ORIN = plans.PlanTarget(
+    tensorrt_version="8.6.2", gpu_name="Orin", compute_capability="8.7", multiprocessor_count=8
+)
 
 
 def _plan_for(tmp_path: Path, **changes: object) -> tuple[Path, Path]:
@@ -225,12 +237,43 @@ def test_verify_plan_accepts_a_matching_plan_and_returns_its_sidecar(tmp_path: P
 
 def test_verify_plan_names_every_difference_and_the_rebuild_command(tmp_path: Path) -> None:
     plan, onnx_path = _plan_for(tmp_path, onnx_sha256=SHA_B)
-    thor = plans.PlanTarget(tensorrt_version="10.3.0", gpu_name="Orin", compute_capability="8.7")
+    thor = plans.PlanTarget(
+        tensorrt_version="10.3.0", gpu_name="Orin", compute_capability="8.7", multiprocessor_count=8
+    )
     with pytest.raises(PlanMismatch) as info:
         verify_plan(plan, onnx_path, thor)
     message = str(info.value)
     assert "plan built by TensorRT 8.6.2, runtime is 10.3.0" in message
     assert "ONNX sha256 bbbbbbbbbbbb" in message and message.endswith(REBUILD_COMMAND)
+
+
+def test_a_plan_from_another_orin_module_is_refused(tmp_path: Path) -> None:
+    # A cloned image: an AGX Orin 64 GB (16 SMs) plan on an Orin NX (8 SMs); name and SM 8.7 are the same.
+    plan, onnx_path = _plan_for(tmp_path, multiprocessor_count=16)
+    with pytest.raises(PlanMismatch, match=r"16 SMs, this one has 8 \(another Jetson module\)"):
+        verify_plan(plan, onnx_path, ORIN)
+
+
+def test_an_old_sidecar_without_the_sm_count_asks_for_a_rebuild(tmp_path: Path) -> None:
+    plan, onnx_path = _plan_for(tmp_path)
+    doc = json.loads(sidecar_path_for(plan).read_text())
+    del doc["multiprocessor_count"]
+    sidecar_path_for(plan).write_text(json.dumps(doc))
+    with pytest.raises(PlanMismatch) as info:
+        verify_plan(plan, onnx_path, ORIN)
+    message = str(info.value)
+    assert "predates the GPU's multiprocessor count" in message
+    assert message.endswith(f"rebuild the plans: run {REBUILD_COMMAND}")
+
+
+@pytest.mark.parametrize("bad", [0, -1, "8", True, 8.5])
+def test_sm_count_must_be_a_positive_integer(tmp_path: Path, bad: object) -> None:
+    plan = tmp_path / "m.plan"
+    doc = json.loads(make_sidecar().to_json())
+    doc["multiprocessor_count"] = bad
+    sidecar_path_for(plan).write_text(json.dumps(doc))
+    with pytest.raises(PlanMismatch, match="multiprocessor_count must be a positive integer"):
+        read_sidecar(plan)
 
 
 def test_verify_plan_reads_the_sidecar_before_asking_for_tensorrt(

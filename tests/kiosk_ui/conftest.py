@@ -43,8 +43,8 @@ def app(kiosk: Kiosk) -> Flask:
 @pytest.fixture
 def client(app: Flask, kiosk: Kiosk) -> Iterator[FlaskClient]:
     """A test client on an idle kiosk; whatever a test leaves behind is wiped."""
-    if kiosk.state()["phase"] != "idle":
+    if kiosk.state().phase != "idle":
         kiosk.delete_now()
     yield app.test_client()
-    if kiosk.state()["phase"] != "idle":
+    if kiosk.state().phase != "idle":
         kiosk.delete_now()

@@ -16,9 +16,9 @@ from flask import Flask
 from flask.testing import FlaskClient
 from werkzeug.test import TestResponse
 
+from appliance.accounts import TOTP_INTERVAL_SECONDS, Role, StaffStore
 from appliance.audit import AuditLog
 from appliance.kiosk import Kiosk
-from appliance.staff import TOTP_INTERVAL_SECONDS, Role, StaffStore
 from kiosk_ui.metrics import THERMAL_ROOT
 from kiosk_ui.staff import COOKIE, TLS_COOKIE, create_staff_app
 from tests.appliance.conftest import ManualClock

@@ -1,4 +1,4 @@
-"""The consent screen has one source: the guest page shows exactly ``appliance.compliance.consent_screen`` in
+"""The consent screen has one source: the guest page shows exactly ``appliance.consent.consent_screen`` in
 every language, and the receipt's policy hash follows the same templates and config values (invariant 7: a
 receipt proves what the guest read)."""
 
@@ -11,8 +11,9 @@ import pytest
 from markupsafe import escape
 
 from appliance.audit import AuditLog, receipt_recorder
-from appliance.compliance import CONSENT_LANGUAGES, consent_screen, policy_hash, policy_text
+from appliance.compliance import policy_hash, policy_text
 from appliance.config import KioskConfig
+from appliance.consent import CONSENT_LANGUAGES, consent_screen
 from appliance.kiosk import Kiosk, Receipt
 from appliance.lifecycle import WipeReason
 from kiosk_ui import create_app

@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import re
 import ssl
+import stat
 import urllib.request
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -16,16 +17,18 @@ import pytest
 from flask.testing import FlaskClient
 from prometheus_client.parser import text_string_to_metric_families
 
+from appliance.accounts import Role
 from appliance.audit import AuditLog, receipt_id, receipt_recorder
 from appliance.compliance import policy_hash, render_documents
 from appliance.config import KioskConfig
 from appliance.kiosk import Kiosk
-from appliance.staff import Role
+from appliance.overrides import load_with_overrides
 from engine.runtime import tensorrt_available
 from kiosk_ui import create_app
 from kiosk_ui.metrics import dashboard, percentile, read_temperatures
 from kiosk_ui.serve import ephemeral_certificate, listeners, staff_listener
 from kiosk_ui.staff import COOKIE, TLS_COOKIE
+from kiosk_ui.staff_auth import TLS_LOGIN_COOKIE
 from tests.kiosk_ui.conftest import kiosk_config
 from tests.kiosk_ui.staff_helpers import PASSWORD, Staff, StaffActions, make_staff
 from tests.support import free_port
@@ -50,7 +53,7 @@ def staff(kiosk: Kiosk, tmp_path: Path) -> Iterator[Staff]:
     original config."""
     original = (kiosk.cfg, kiosk.on_receipt, kiosk.deliveries.window_seconds if kiosk.deliveries else 0)
     yield make_staff(kiosk, tmp_path, alice=Role.ADMIN, olga=Role.OPERATOR)
-    if kiosk.state()["phase"] != "idle":
+    if kiosk.state().phase != "idle":
         kiosk.staff_abort()
     kiosk.resume()
     kiosk.cfg, kiosk.on_receipt = original[0], original[1]
@@ -103,6 +106,8 @@ ROUTES: list[tuple[str, str, Form, tuple[int, int, int]]] = [
     ("GET", "/staff/login", nothing, (200, 303, 303)),  # signed-in staff are sent to the dashboard
     ("POST", "/staff/login", nothing, (401, 401, 401)),  # no credentials: refused for everyone
     ("GET", "/staff/", nothing, (303, 200, 200)),
+    ("GET", "/staff/camera", nothing, (303, 200, 200)),  # tests/kiosk_ui/test_camera_check.py
+    ("GET", "/staff/camera.mjpg", nothing, (303, 200, 200)),
     ("GET", "/metrics", nothing, (200, 200, 200)),  # anonymous from loopback: a local scraper
     ("POST", "/staff/kiosk/pause", nothing, (303, 303, 303)),
     ("POST", "/staff/kiosk/resume", nothing, (303, 303, 303)),
@@ -110,10 +115,12 @@ ROUTES: list[tuple[str, str, Form, tuple[int, int, int]]] = [
     ("POST", "/staff/event/choices", choices, (303, 303, 303)),
     ("GET", "/staff/admin/event", nothing, (303, 403, 200)),
     ("POST", "/staff/admin/event", settings, (303, 403, 409)),  # 409: allowed, but only while paused
+    ("POST", "/staff/admin/event/reset", nothing, (303, 403, 303)),  # nothing overridden: no pause needed
     ("GET", "/staff/admin/accounts", nothing, (303, 403, 200)),
     ("POST", "/staff/admin/accounts/add", add_account, (303, 403, 200)),
     ("POST", "/staff/admin/accounts/remove", missing_account, (303, 403, 400)),  # 400: no such account
     ("POST", "/staff/admin/accounts/reset-totp", missing_account, (303, 403, 400)),
+    ("POST", "/staff/admin/accounts/recovery-codes", missing_account, (303, 403, 400)),
     ("GET", "/staff/admin/audit", nothing, (303, 403, 200)),
     ("POST", "/staff/admin/audit/export", confirmed, (303, 403, 200)),
     ("GET", "/staff/admin/compliance", nothing, (303, 403, 200)),
@@ -138,6 +145,7 @@ def test_role_route_matrix(
         token = browser.csrf("/staff/" if name else "/staff/login")
         response = browser.post(path, form(browser, name or "alice"), csrf=token)
     assert response.status_code == expected[list(ROLES).index(who)], response.get_data(as_text=True)[:300]
+    response.close()  # a camera-check stream ends its check when closed
     if response.status_code == 303 and name is None and path != "/staff/login":
         assert response.headers["Location"].endswith("/staff/login")
 
@@ -165,12 +173,16 @@ def test_no_staff_route_returns_a_guest_image_or_id(staff: Staff, kiosk: Kiosk, 
     captured = guest.post("/api/session/capture", json={})
     assert captured.status_code == 200, captured.get_json()
     state = kiosk.state()
-    secrets = {state["session"], state["receipt"], captured.get_json()["render"], captured.get_json()["take"]}
+    secrets = {state.visit, state.receipt, captured.get_json()["render"], captured.get_json()["take"]}
     assert guest.get(captured.get_json()["image"]).data.startswith(JPEG_MAGIC)  # the guest does see it
 
     admin = signed_in(staff, "alice")
+    # The camera check is refused during a visit (409, an error page without an image).
+    assert [admin.get(p).status_code for p in ("/staff/camera", "/staff/camera.mjpg")] == [409, 409]
     responses = [
-        admin.get(path) for method, path, _, _ in ROUTES if method == "GET" and path != "/staff/login"
+        admin.get(path)
+        for method, path, _, _ in ROUTES
+        if method == "GET" and path not in ("/staff/login", "/staff/camera", "/staff/camera.mjpg")
     ]
     responses += [admin.get("/staff/admin/compliance/dpia.md?download=1")]
     responses += [admin.post("/staff/admin/audit/export", admin.reauth("alice"))]
@@ -186,7 +198,7 @@ def test_no_staff_route_returns_a_guest_image_or_id(staff: Staff, kiosk: Kiosk, 
             assert secret.encode() not in raw, f"{secret} leaked by {response.request.path}"
 
     assert admin.post("/staff/kiosk/abort").status_code == 303
-    assert kiosk.state()["phase"] == "idle" and kiosk.session_dirs() == []
+    assert kiosk.state().phase == "idle" and kiosk.session_dirs() == []
     assert staff.actions()[-1] == "alice:kiosk.abort"
 
 
@@ -290,7 +302,7 @@ def test_metrics_are_prometheus_text_with_counts_only(staff: Staff, kiosk: Kiosk
         assert name in families, name
     assert families["headshot_kiosk_session_active"].samples[0].value == 1.0
     assert families["headshot_kiosk_sessions_started"].samples[0].value == kiosk.counters.started
-    assert state["session"] not in text and state["receipt"] not in text
+    assert state.visit not in text and state.receipt not in text
     (backend,) = families["headshot_kiosk_engine_backend_info"].samples
     assert backend.labels == {
         "configured": kiosk.cfg.engine.backend,
@@ -317,14 +329,14 @@ def test_operator_pauses_resumes_and_aborts_and_each_is_audited(
 ) -> None:
     olga = signed_in(staff, "olga")
     assert olga.post("/staff/kiosk/pause").headers["Location"].endswith("/staff/?done=paused")
-    assert kiosk.state()["paused"] is True
+    assert kiosk.state().paused is True
     assert guest.post("/api/session", json={}).status_code == 503  # no new visit while paused
     assert "The kiosk is paused" in olga.get("/staff/?done=paused").get_data(as_text=True)
     olga.post("/staff/kiosk/resume")
-    assert kiosk.state()["paused"] is False
+    assert kiosk.state().paused is False
     assert guest.post("/api/session", json={}).status_code == 201
     assert olga.post("/staff/kiosk/abort").headers["Location"].endswith("done=aborted")
-    assert kiosk.state()["phase"] == "idle"
+    assert kiosk.state().phase == "idle"
     assert olga.post("/staff/kiosk/abort").headers["Location"].endswith("done=no_visit")
     assert staff.actions()[-5:] == [
         "olga:login",
@@ -475,7 +487,7 @@ def test_foreign_origin_refusal_is_the_console_error_page_with_its_code(staff: S
     # status; staff see the console's own error page with all three, like every other refusal here.
     olga = signed_in(staff, "olga")
     response = olga.post("/staff/kiosk/pause", headers={"Origin": "https://evil.example"})
-    assert response.status_code == 403 and kiosk.state()["paused"] is False
+    assert response.status_code == 403 and kiosk.state().paused is False
     assert response.mimetype == "text/html"
     page = response.get_data(as_text=True)
     assert "Requests from other sites are not accepted." in page
@@ -527,8 +539,11 @@ def test_staff_listener_serves_tls_with_a_host_cookie(kiosk: Kiosk, tmp_path: Pa
     finally:
         listener.stop()
     assert listener.url.startswith("https://")
-    assert cookie.startswith(f"{TLS_COOKIE}=") and "Secure" in cookie and "HttpOnly" in cookie
+    # The sign-in form's token cookie (no session exists before sign-in); the session cookie set at sign-in
+    # has the same prefix and attributes (tests/security/test_p1_1_staff_web.py).
+    assert cookie.startswith(f"{TLS_LOGIN_COOKIE}=") and "Secure" in cookie and "HttpOnly" in cookie
     assert "SameSite=Strict" in cookie and "Path=/" in cookie and "Domain" not in cookie
+    assert TLS_COOKIE.startswith("__Host-")
 
 
 def test_listeners_include_the_staff_console_on_loopback(kiosk: Kiosk, tmp_path: Path) -> None:
@@ -538,3 +553,64 @@ def test_listeners_include_the_staff_console_on_loopback(kiosk: Kiosk, tmp_path:
     plain = staff_listener(kiosk, cfg)
     assert not plain.tls and plain.url.startswith("http://127.0.0.1")
     assert COOKIE == "staff_session"
+
+
+# ------------------------------------------------------------------------------------------ persistence
+
+
+def test_event_settings_survive_a_restart_are_audited_and_reset_to_the_config_file(
+    staff: Staff, kiosk: Kiosk, tmp_path: Path
+) -> None:
+    alice = signed_in(staff, "alice")
+    configured = staff.app.extensions["staff_console"].cfg  # the config file's values
+    path = tmp_path / "event-overrides.json"  # next to the accounts file (make_staff: tmp_path/staff.json)
+    choices = {"backgrounds": ["white"], "presets": ["badge"]}
+    assert alice.post("/staff/event/choices", choices).status_code == 303
+    alice.post("/staff/kiosk/pause")
+    form = {"name": "Career Fair", "languages": ["de", "en"], "window_minutes": "25"}
+    assert alice.post("/staff/admin/event", form).status_code == 303
+    assert stat.S_IMODE(path.stat().st_mode) == 0o600
+    assert json.loads(path.read_text())["delivery"] == {"window_minutes": 25}
+
+    # A restart: `python -m appliance run` loads the config file, then the overrides next to its accounts.
+    data = configured.model_dump()
+    data["staff"] = {**data["staff"], "accounts_path": str(tmp_path / "staff.json")}
+    restarted, problem = load_with_overrides(KioskConfig.model_validate(data))
+    assert problem is None
+    assert restarted.event == kiosk.cfg.event and restarted.delivery == kiosk.cfg.delivery
+    assert (restarted.event.name, restarted.event.languages) == ("Career Fair", ("de", "en"))
+    assert restarted.event.backgrounds == ("white",) and restarted.delivery.window_minutes == 25
+
+    # Who, what and when, with no free text: the event name is recorded as changed, not by its value.
+    records = [json.loads(line) for line in AuditLog(kiosk.cfg.audit.path).export().splitlines()]
+    changes = {r["action"]: r.get("changes") for r in records if r["type"] == "staff" and "changes" in r}
+    assert changes["event.choices"] == {"event.backgrounds": ["white"], "event.presets": ["badge"]}
+    assert changes["event.settings"] == {
+        "event.name": None,
+        "event.languages": ["de", "en"],
+        "delivery.window_minutes": 25,
+    }
+    assert AuditLog(kiosk.cfg.audit.path).verify().ok
+    assert "Career Fair" not in AuditLog(kiosk.cfg.audit.path).export().decode()
+
+    page = alice.get("/staff/admin/event").get_data(as_text=True)
+    assert "delivery.window_minutes" in page and "Reset to the config file" in page
+    alice.post("/staff/kiosk/resume")
+    assert alice.post("/staff/admin/event/reset").status_code == 409  # changes the consent text: pause first
+    assert path.exists()
+    alice.post("/staff/kiosk/pause")
+    assert alice.post("/staff/admin/event/reset").status_code == 303
+    assert not path.exists()
+    assert kiosk.cfg.event == configured.event and kiosk.cfg.delivery == configured.delivery
+    assert staff.actions()[-1] == "alice:event.reset"
+    assert "Everything is as in the config file." in alice.get("/staff/admin/event").get_data(as_text=True)
+
+
+def test_a_change_that_cannot_be_saved_is_not_made(staff: Staff, kiosk: Kiosk, tmp_path: Path) -> None:
+    (tmp_path / "event-overrides.json").mkdir()  # something that cannot be replaced by a file
+    olga = signed_in(staff, "olga")
+    before, recorded = kiosk.cfg, staff.actions().count("olga:event.choices")
+    response = olga.post("/staff/event/choices", {"backgrounds": ["white"], "presets": ["badge"]})
+    assert response.status_code == 503 and "could not be saved" in response.get_data(as_text=True)
+    assert kiosk.cfg == before
+    assert staff.actions().count("olga:event.choices") == recorded

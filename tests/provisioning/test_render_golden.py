@@ -20,12 +20,14 @@ from provisioning.hotspot import (
 )
 from provisioning.render import (
     memory_deny_write_execute,
+    render_browser_home_mount,
     render_browser_pam,
     render_browser_unit,
     render_chromium_policy,
     render_coredump_conf,
     render_journald_conf,
     render_kiosk_unit,
+    render_nvzramconfig_dropin,
     render_sysctl,
     render_sysusers,
     render_zram_generator,
@@ -75,11 +77,14 @@ def test_system_policy_files_match_golden(golden: Golden) -> None:
     golden("common/headshot-kiosk-browser.service", render_browser_unit(config, target))
     golden("common/pam.d-headshot-kiosk-browser", render_browser_pam())
     golden("common/chromium-policy.json", render_chromium_policy(config))
-    golden("common/sysusers.conf", render_sysusers())
+    golden("common/sysusers.conf", render_sysusers(target.supplementary_groups))
     golden("common/sysctl.conf", render_sysctl())
     golden("common/coredump.conf", render_coredump_conf())
     golden("common/journald.conf", render_journald_conf())
-    golden("common/zram-generator.conf", render_zram_generator())
+    golden("common/zram-generator.conf", render_zram_generator("1.1.2"))
+    golden("orin-jp6/zram-generator.conf", render_zram_generator("0.3.2"))
+    golden("orin-jp6/home-headshot-kiosk-browser.mount", render_browser_home_mount(target))
+    golden("orin-jp6/nvzramconfig.service.d-60-headshot-kiosk.conf", render_nvzramconfig_dropin())
 
 
 def test_hotspot_files_match_golden(golden: Golden) -> None:
@@ -161,9 +166,16 @@ def test_network_listeners_allow_private_networks_only() -> None:
 
 def test_csi_camera_keeps_the_argus_socket_reachable() -> None:
     config, target = _thor()
-    assert "BindPaths=-/tmp/argus_socket" in render_kiosk_unit(config, target)
+    unit = render_kiosk_unit(config, target).splitlines()
+    # No "-": a socket missing at start fails the start instead of running without a camera.
+    assert "BindPaths=/tmp/argus_socket" in unit
+    assert "BindsTo=nvargus-daemon.service" in unit
+    wait = next(line for line in unit if line.startswith("ExecStartPre="))
+    assert wait.startswith("ExecStartPre=+/usr/bin/timeout ") and "-S /tmp/argus_socket" in wait
+    assert "WantedBy=multi-user.target nvargus-daemon.service" in unit
     orin_config, orin = _orin()
-    assert "argus_socket" not in render_kiosk_unit(orin_config, orin)
+    orin_unit = render_kiosk_unit(orin_config, orin)
+    assert "argus_socket" not in orin_unit and "BindsTo=" not in orin_unit
 
 
 def test_browser_keeps_no_profile_on_disk() -> None:
@@ -177,8 +189,11 @@ def test_browser_keeps_no_profile_on_disk() -> None:
         "--no-first-run",
         "--disable-background-networking",
         "--disable-breakpad",
-        "--user-data-dir=/run/",
+        "--user-data-dir=/home/headshot-kiosk-browser/",
     ):
         assert flag in command
     assert command.endswith("http://127.0.0.1:8080/")
-    assert "RuntimeDirectory=headshot-kiosk-browser" in unit
+    # The snap's HOME (and so its whole profile) is the tmpfs the mount unit puts there.
+    assert "RequiresMountsFor=/home/headshot-kiosk-browser" in unit
+    mount = render_browser_home_mount(target)
+    assert "Type=tmpfs" in mount and "Where=/home/headshot-kiosk-browser" in mount

@@ -1,4 +1,4 @@
-"""staff-bootstrap delegates to appliance.staff, and says so clearly when that module is missing."""
+"""staff-bootstrap delegates to appliance.accounts, and says so clearly when that module is missing."""
 
 from __future__ import annotations
 
@@ -29,19 +29,19 @@ def test_missing_staff_module_is_a_clear_error(
     real = importlib.import_module
 
     def fake(name: str, package: str | None = None) -> object:
-        if name == "appliance.staff":
-            raise ModuleNotFoundError("No module named 'appliance.staff'", name="appliance.staff")
+        if name == "appliance.accounts":
+            raise ModuleNotFoundError("No module named 'appliance.accounts'", name="appliance.accounts")
         return real(name, package)
 
     monkeypatch.setattr(importlib, "import_module", fake)
     assert main(["staff-bootstrap", "--config", str(_config(tmp_path))], out=io.StringIO()) == 2
-    assert "appliance.staff is missing" in capsys.readouterr().err
+    assert "appliance.accounts is missing" in capsys.readouterr().err
 
 
 def test_bootstrap_creates_the_first_admin_once(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    pytest.importorskip("appliance.staff")
+    pytest.importorskip("appliance.accounts")
     config = _config(tmp_path)
     monkeypatch.setattr(sys, "stdin", io.StringIO("correct horse battery staple\n"))
     argv = ["staff-bootstrap", "--config", str(config), "--name", "alice", "--password-stdin"]

@@ -17,7 +17,7 @@ def main() -> None:
     kiosk.start_session()
     kiosk.consent(True)
     kiosk.capture()
-    s = kiosk._session
+    s = kiosk._visit
     assert s is not None and s.worker is not None
     print(json.dumps({"worker": s.worker.pid, "session": s.id, "store": str(kiosk.store.path)}), flush=True)
     time.sleep(600)

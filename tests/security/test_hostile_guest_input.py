@@ -18,11 +18,11 @@ from typing import Any
 import pytest
 from flask.testing import FlaskClient
 
+from appliance.accounts import StaffError, StaffStore
 from appliance.audit import AuditError, AuditLog, receipt_recorder
 from appliance.kiosk import Kiosk, Receipt
-from appliance.staff import StaffError, StaffStore
 from kiosk_ui import create_app
-from tests.appliance.test_staff import FAST
+from tests.appliance.test_accounts import FAST
 from tests.kiosk_ui.conftest import kiosk_config
 
 
@@ -51,7 +51,7 @@ def guest(recorded: tuple[Kiosk, FlaskClient, Path]) -> Iterator[tuple[Kiosk, Fl
     kiosk, client, _ = recorded
     client.failing["on"] = False  # type: ignore[attr-defined]
     yield recorded
-    if kiosk.state()["phase"] != "idle":
+    if kiosk.state().phase != "idle":
         kiosk.delete_now()
 
 
@@ -80,7 +80,7 @@ def test_only_the_offered_choices_with_yes_no_answers_are_accepted(
         assert r.status_code == 400 and r.json["error"] in ("bad_choices", "bad_request"), r.json
         assert "john" not in r.get_data(as_text=True)
     # Refused before anything happened: still on the consent screen, nothing written to the trail.
-    assert kiosk.state()["phase"] == "consent"
+    assert kiosk.state().phase == "consent"
     assert _trail(audit_dir) == before
 
 

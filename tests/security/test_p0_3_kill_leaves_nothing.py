@@ -101,16 +101,16 @@ def test_kill_9_of_the_worker_is_noticed_and_wiped_by_the_main_process(tmp_path:
         kiosk.start_session()
         kiosk.consent(True)
         kiosk.capture()
-        s = kiosk._session
+        s = kiosk._visit
         assert s is not None and s.worker is not None
         pid = s.worker.pid
         os.kill(pid, signal.SIGKILL)
         assert wait_dead(pid)
         deadline = time.monotonic() + 5
-        while kiosk.state()["phase"] != "idle" and time.monotonic() < deadline:
+        while kiosk.state().phase != "idle" and time.monotonic() < deadline:
             kiosk.tick()  # what the run loop does every 0.5 s
             time.sleep(0.1)
-        assert kiosk.state()["phase"] == "idle" and kiosk.session_dirs() == []
+        assert kiosk.state().phase == "idle" and kiosk.session_dirs() == []
     finally:
         kiosk.close()
 
@@ -135,8 +135,8 @@ def test_main_process_gone_mid_render_the_worker_wipes_when_its_reply_bounces(tm
     try:
         kiosk.start_session()
         kiosk.consent(True)
-        take = kiosk.capture()["take"]
-        s = kiosk._session
+        take = kiosk.capture().take
+        s = kiosk._visit
         assert s is not None and s.worker is not None
         worker, session_dir = s.worker.process, kiosk.store.path / s.id
         assert files_under(session_dir)

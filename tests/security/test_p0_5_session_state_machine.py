@@ -17,7 +17,8 @@ from hypothesis import strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, invariant, precondition, rule
 
 from appliance.config import KioskConfig
-from appliance.kiosk import ConsentRequired, Kiosk, KioskError
+from appliance.errors import ConsentRequired, KioskError
+from appliance.kiosk import Kiosk
 from tests.appliance.conftest import ManualClock
 from tests.appliance.test_kiosk import wait_dead
 
@@ -46,15 +47,15 @@ def test_session_api_state_machine(shared: tuple[Kiosk, ManualClock]) -> None:
     class SessionMachine(RuleBasedStateMachine):
         def __init__(self) -> None:
             super().__init__()
-            if kiosk.state()["phase"] != "idle":
+            if kiosk.state().phase != "idle":
                 kiosk.delete_now()
             self.ended_workers: list[int] = []
 
         def phase(self) -> str:
-            return str(kiosk.state()["phase"])
+            return str(kiosk.state().phase)
 
         def _worker_pid(self) -> int | None:
-            s = kiosk._session
+            s = kiosk._visit
             return None if s is None or s.worker is None else s.worker.pid
 
         def _exit(self, how: str) -> None:
@@ -86,7 +87,7 @@ def test_session_api_state_machine(shared: tuple[Kiosk, ManualClock]) -> None:
                 return
             except KioskError:
                 return
-            assert before == "preview" and frame["jpeg"][:2] == b"\xff\xd8"
+            assert before == "preview" and frame.jpeg[:2] == b"\xff\xd8"
 
         @precondition(lambda self: self.phase() in ("preview", "review"))
         @rule()
@@ -102,13 +103,13 @@ def test_session_api_state_machine(shared: tuple[Kiosk, ManualClock]) -> None:
             preset=st.sampled_from(["square", "badge"]),
         )
         def render(self, background: str, preset: str) -> None:
-            take = kiosk.state()["takes"][-1]["take"]
+            take = kiosk.state().takes[-1].id
             kiosk.render(take, background, preset)
 
         @precondition(lambda self: self.phase() == "review")
         @rule()
         def deliver(self) -> None:
-            kiosk.deliver(kiosk.state()["renders"][-1]["render"])
+            kiosk.deliver(kiosk.state().headshots[-1].id)
 
         @precondition(lambda self: self.phase() != "idle")
         @rule(how=st.sampled_from(EXITS))
@@ -140,14 +141,14 @@ def test_session_api_state_machine(shared: tuple[Kiosk, ManualClock]) -> None:
         @invariant()
         def camera_closed_before_consent(self) -> None:
             if self.phase() in ("idle", "consent"):
-                s = kiosk._session
+                s = kiosk._visit
                 assert s is None or s.worker is None, "no session worker (so no camera) before consent"
-                assert kiosk.health()["camera"]["state"] == "closed"
+                assert kiosk.health().camera.state == "closed"
 
         @invariant()
         def held_equals_stored(self) -> None:
-            s = kiosk._session
-            held = {i["id"] for i in kiosk.state()["held"] if i["kind"] != "delivery"}
+            s = kiosk._visit
+            held = {i.id for i in kiosk.state().held if i.kind != "delivery"}
             stored = set()
             if s is not None and (kiosk.store.path / s.id).exists():
                 stored = {p.name for p in (kiosk.store.path / s.id).iterdir()}

@@ -60,7 +60,7 @@ def _visit_with_link(kiosk: Kiosk) -> str:
     kiosk.start_session()
     kiosk.consent(True, {})
     taken = kiosk.capture()
-    url = kiosk.deliver(taken["render"])["url"]
+    url = kiosk.deliver(taken.headshot.id).url
     kiosk.end()
     return url.split("/d/", 1)[1]
 

@@ -16,7 +16,7 @@ import argon2
 import pyotp
 import pytest
 
-from appliance.staff import (
+from appliance.accounts import (
     PRODUCTION_ARGON2,
     TOTP_INTERVAL_SECONDS,
     AuthFailed,

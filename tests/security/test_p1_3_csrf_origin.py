@@ -53,7 +53,7 @@ def kiosk(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Kiosk]:
 @pytest.fixture
 def client(kiosk: Kiosk) -> Iterator[FlaskClient]:
     yield create_app(kiosk, testing=True).test_client()
-    if kiosk.state()["phase"] != "idle":
+    if kiosk.state().phase != "idle":
         kiosk.delete_now()
 
 
@@ -66,7 +66,7 @@ def test_foreign_origin_is_refused_everywhere(
         r = client.post(path, json={"accept": True}, headers=headers)
         assert r.status_code == 403, (path, headers)
         assert r.json["error"] == "foreign_origin"
-    assert kiosk.state()["phase"] == "consent"
+    assert kiosk.state().phase == "consent"
 
 
 def test_same_origin_is_accepted(client: FlaskClient, kiosk: Kiosk) -> None:
@@ -83,7 +83,7 @@ def test_simple_request_content_types_are_refused(client: FlaskClient, kiosk: Ki
     # These are the content types a cross-site <form> or no-preflight fetch can send.
     r = client.post("/api/session", data="accept=true", content_type=ctype)
     assert r.status_code == 415
-    assert kiosk.state()["phase"] == "idle"
+    assert kiosk.state().phase == "idle"
 
 
 def test_delivery_post_from_a_foreign_origin_does_not_spend(kiosk: Kiosk) -> None:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import io
 import json
 import os
+import re
 import stat
 import threading
 from pathlib import Path
@@ -13,8 +14,8 @@ import argon2
 import pyotp
 import pytest
 
-from appliance.audit import AuditLog
-from appliance.staff import (
+from appliance.accounts import (
+    RECOVERY_CODES,
     TOTP_INTERVAL_SECONDS,
     AuthFailed,
     FailureReason,
@@ -22,8 +23,9 @@ from appliance.staff import (
     StaffError,
     StaffStore,
     bootstrap_admin,
-    staff_main,
 )
+from appliance.audit import AuditLog
+from appliance.cli.accounts import staff_main
 
 # Cheap argon2id for unit tests; the production parameters are asserted in tests/security/test_p1_1_*.
 FAST = argon2.Parameters(
@@ -76,6 +78,7 @@ def test_accounts_file_is_owner_only_and_holds_no_clear_password(store: StaffSto
         "password_hash",
         "totp_secret",
         "totp_last_step",
+        "recovery_hashes",
         "failures",
         "locked_until",
         "created",
@@ -374,3 +377,130 @@ def test_root_rewrite_keeps_the_service_users_ownership(store: StaffStore) -> No
     info = store.path.stat()
     assert (info.st_uid, info.st_gid) == (4321, 4321)
     assert stat.S_IMODE(info.st_mode) == 0o600
+
+
+# ------------------------------------------------------------------------------------------------ recovery
+
+_GROUP = "[0-9A-HJKMNP-TV-Z]{4}"  # Crockford base32
+RECOVERY_LINE = re.compile(rf"^recovery code: {_GROUP}-{_GROUP}-{_GROUP}$")
+
+
+def test_enrolment_gives_recovery_codes_stored_only_as_argon2id_hashes(store: StaffStore) -> None:
+    enrolment = store.add("alice", Role.ADMIN, PASSWORD)
+    codes = enrolment.recovery_codes
+    assert len(codes) == RECOVERY_CODES == len(set(codes))
+    assert all(RECOVERY_LINE.fullmatch(f"recovery code: {c}") for c in codes)
+    assert codes[0] not in repr(enrolment)
+    text = store.path.read_text()
+    for recovery in codes:
+        assert recovery not in text and recovery.replace("-", "") not in text
+    hashes = json.loads(text)["accounts"]["alice"]["recovery_hashes"]
+    assert len(hashes) == RECOVERY_CODES and all(h.startswith("$argon2id$") for h in hashes)
+    assert store.recovery_codes_left("alice") == RECOVERY_CODES
+
+
+def test_a_recovery_code_signs_in_once_whatever_the_clock(store: StaffStore) -> None:
+    enrolment = store.add("alice", Role.ADMIN, PASSWORD)
+    first, second = enrolment.recovery_codes[:2]
+    hours_off = T0 - 7 * 3600  # the kiosk's clock after a power cut: TOTP codes of the phone do not match
+    with pytest.raises(AuthFailed) as failed:
+        store.verify("alice", PASSWORD, code(enrolment.secret, T0), now=hours_off)
+    assert failed.value.reason is FailureReason.WRONG_CODE
+    signed = store.authenticate("alice", PASSWORD, first, now=hours_off)
+    assert signed.recovery and signed.recovery_left == RECOVERY_CODES - 1
+    assert signed.summary.name == "alice"
+    with pytest.raises(AuthFailed) as again:  # spent: its hash is gone from the file
+        store.verify("alice", PASSWORD, first, now=hours_off)
+    assert again.value.reason in (FailureReason.WRONG_CODE, FailureReason.REUSED_CODE)
+    # Typed loosely: lower case, spaces, no dashes, O for 0 and l for 1 are read as meant.
+    loose = second.lower().replace("-", " ").replace("0", "o").replace("1", "l")
+    assert store.authenticate("alice", PASSWORD, loose, now=hours_off).recovery
+    assert store.recovery_codes_left("alice") == RECOVERY_CODES - 2
+
+
+def test_a_recovery_code_needs_the_password_and_the_right_account(store: StaffStore) -> None:
+    alice = store.add("alice", Role.ADMIN, PASSWORD)
+    store.add("bob", Role.OPERATOR, PASSWORD)
+    with pytest.raises(AuthFailed) as failed:
+        store.verify("alice", "wrong password!!", alice.recovery_codes[0], now=T0)
+    assert failed.value.reason is FailureReason.WRONG_PASSWORD
+    with pytest.raises(AuthFailed) as other:
+        store.verify("bob", PASSWORD, alice.recovery_codes[0], now=T0)
+    assert other.value.reason is FailureReason.WRONG_CODE
+    assert store.recovery_codes_left("alice") == RECOVERY_CODES  # nothing spent by the failures
+
+
+def test_wrong_recovery_codes_count_towards_the_lockout(store: StaffStore) -> None:
+    enrolment = store.add("alice", Role.ADMIN, PASSWORD)
+    for _ in range(5):
+        with pytest.raises(AuthFailed):
+            store.verify("alice", PASSWORD, "AAAA-BBBB-CCCC", now=T0)
+    with pytest.raises(AuthFailed) as locked:
+        store.verify("alice", PASSWORD, enrolment.recovery_codes[0], now=T0 + 1)
+    assert locked.value.reason is FailureReason.LOCKED
+
+
+def test_reset_and_new_recovery_codes_replace_the_old_ones(store: StaffStore) -> None:
+    old = store.add("alice", Role.ADMIN, PASSWORD).recovery_codes
+    reset = store.reset_totp("alice").recovery_codes
+    assert len(reset) == RECOVERY_CODES and not set(reset) & set(old)
+    with pytest.raises(AuthFailed):
+        store.verify("alice", PASSWORD, old[0], now=T0)
+    fresh = store.new_recovery_codes("alice")
+    with pytest.raises(AuthFailed):
+        store.verify("alice", PASSWORD, reset[0], now=T0)
+    store.verify("alice", PASSWORD, fresh[0], now=T0)
+    with pytest.raises(StaffError, match="no staff account"):
+        store.new_recovery_codes("nobody")
+
+
+def test_concurrent_sign_ins_with_one_recovery_code_succeed_once(store: StaffStore) -> None:
+    recovery = store.add("alice", Role.ADMIN, PASSWORD).recovery_codes[0]
+    results: list[str] = []
+    barrier = threading.Barrier(4)
+
+    def attempt() -> None:
+        barrier.wait()
+        try:
+            StaffStore(store.path, argon2=FAST).verify("alice", PASSWORD, recovery, now=T0)
+        except AuthFailed as exc:
+            results.append(exc.reason.value)
+        else:
+            results.append("ok")
+
+    threads = [threading.Thread(target=attempt) for _ in range(4)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert sorted(results) == ["ok"] + ["reused_code"] * 3
+
+
+def test_staff_add_prints_each_recovery_code_on_its_own_line(
+    config_file: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    _stdin(monkeypatch, PASSWORD + "\n")
+    add = ["add", "alice", "--role", "admin", "--password-stdin", "--config", str(config_file)]
+    assert staff_main(add) == 0
+    lines = capsys.readouterr().out.splitlines()
+    printed = [line for line in lines if line.startswith("recovery code: ")]
+    assert len(printed) == RECOVERY_CODES and all(RECOVERY_LINE.fullmatch(line) for line in printed)
+    # The lines that were there before are unchanged.
+    assert lines[0] == "Scan this code with an authenticator app to enrol alice (admin):"
+    assert any(line.startswith("or open: otpauth://totp/") for line in lines)
+    assert any(line.startswith("or type the secret: ") for line in lines)
+    assert lines[-1] == "This is shown once and not stored in any log."
+    store = StaffStore(tmp_path / "etc" / "staff.json", argon2=FAST)
+    store.verify("alice", PASSWORD, printed[3].removeprefix("recovery code: "), now=T0)
+
+    assert staff_main(["recovery-codes", "alice", "--config", str(config_file)]) == 0
+    new = [line for line in capsys.readouterr().out.splitlines() if line.startswith("recovery code: ")]
+    assert len(new) == RECOVERY_CODES and not set(new) & set(printed)
+    records = [json.loads(line) for line in AuditLog(tmp_path / "audit").export().splitlines()]
+    assert (records[-1]["account"], records[-1]["action"], records[-1]["target"]) == (
+        "cli",
+        "staff.recovery_codes",
+        "alice",
+    )
+    for line in new:
+        assert line.removeprefix("recovery code: ") not in AuditLog(tmp_path / "audit").export().decode()

@@ -1,4 +1,4 @@
-"""Staff accounts: argon2id hashes, single-use TOTP, lockout with back-off, and ``python -m appliance staff``.
+"""Staff accounts: argon2id hashes, single-use TOTP, lockout with back-off (the accounts store).
 
 Invariant 8 (DESIGN.md §2): staff access is role-based with a TOTP second factor. The accounts live in one
 JSON file (``[staff] accounts_path``), owner-only (mode 0600, refused if group/world may read it), rewritten
@@ -7,19 +7,24 @@ atomically under an exclusive ``flock`` so the CLI and the staff console can sha
     {"format": "headshot-kiosk-staff", "version": 1,
      "accounts": {"alice": {"role": "admin", "password_hash": "$argon2id$v=19$m=65536,t=3,p=4$...",
                             "totp_secret": "<base32>", "totp_last_step": 58000000,
+                            "recovery_hashes": ["$argon2id$...", ...],
                             "failures": 0, "locked_until": 0.0, "created": "2025-01-15T10:42Z"}}}
 
 Sign-in (``StaffStore.verify``) fails with one ``AuthFailed`` whose message never says why; the reason is an
 attribute for the audit trail only (P1-1). Nothing here logs a password, a code, a secret or a hash.
+
+**Recovery codes** cover a wrong clock (an offline Jetson without an RTC battery comes back from a power cut
+with a clock hours or years off, and then no TOTP code matches): every enrolment (``add``, ``reset_totp``,
+``new_recovery_codes``) makes ``RECOVERY_CODES`` single-use codes of 60 random bits, written
+``XXXX-XXXX-XXXX`` in Crockford base32, shown once and stored only as argon2id hashes. The sign-in form
+takes one in place of the TOTP code, once. The TOTP window itself stays ±1 step.
 """
 
 from __future__ import annotations
 
-import argparse
 import contextlib
 import errno
 import fcntl
-import getpass
 import hmac
 import io
 import json
@@ -29,9 +34,8 @@ import os
 import re
 import secrets
 import stat
-import sys
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from enum import Enum
@@ -43,13 +47,13 @@ import segno
 from argon2 import Parameters, PasswordHasher, Type
 from argon2.exceptions import InvalidHashError, VerificationError
 
-from appliance.audit import AuditError, AuditLog
-from appliance.config import ConfigError, load_config
 from appliance.fileowner import keep_owner
 from engine.fileio import write_atomic
 
 __all__ = [
     "PRODUCTION_ARGON2",
+    "RECOVERY_ARGON2",
+    "RECOVERY_CODES",
     "TOTP_DIGITS",
     "TOTP_INTERVAL_SECONDS",
     "TOTP_VALID_WINDOW",
@@ -58,11 +62,14 @@ __all__ = [
     "FailureReason",
     "LockoutPolicy",
     "Role",
+    "SignIn",
     "StaffError",
     "StaffStore",
     "StaffSummary",
     "bootstrap_admin",
-    "staff_main",
+    "new_recovery_code",
+    "normalize_recovery_code",
+    "utc_minute",
 ]
 
 logger = logging.getLogger(__name__)
@@ -79,6 +86,25 @@ PRODUCTION_ARGON2 = Parameters(
     memory_cost=64 * 1024,  # KiB
     parallelism=4,
 )
+
+# Recovery codes carry 60 random bits, so their hash needs far less work than a password's to resist an
+# offline search; OWASP's argon2id minimum (m=19 MiB, t=2, p=1) keeps checking all of an account's codes
+# (only ever after the right password) well under a second on a Jetson.
+RECOVERY_ARGON2 = Parameters(
+    type=Type.ID,
+    version=19,
+    salt_len=16,
+    hash_len=32,
+    time_cost=2,
+    memory_cost=19 * 1024,  # KiB
+    parallelism=1,
+)
+RECOVERY_CODES = 8  # per enrolment
+_RECOVERY_GROUPS = 3  # XXXX-XXXX-XXXX: 12 Crockford base32 characters, 60 bits
+_CROCKFORD = "0123456789ABCDEFGHJKMNPQRSTVWXYZ"
+# What people type for the letters Crockford base32 leaves out.
+_CROCKFORD_ALIASES = str.maketrans({"O": "0", "I": "1", "L": "1"})
+_RECOVERY = re.compile(r"^[0-9A-HJKMNP-TV-Z]{12}$")
 
 TOTP_INTERVAL_SECONDS = 30  # RFC 6238 default; what every authenticator app assumes
 TOTP_DIGITS = 6
@@ -166,10 +192,24 @@ class StaffSummary:
 
 
 @dataclass(frozen=True)
-class Enrolment:
-    """A new TOTP secret for ``name``: show it once (QR + URI), then forget it.
+class SignIn:
+    """A successful check of name, password and second factor.
 
-    ``secret``, ``uri`` and ``qr`` are left out of ``repr`` so an accidental log line cannot leak them.
+    ``recovery`` is True when a recovery code stood in for the TOTP code (it is spent now), and
+    ``recovery_left`` says how many of the account's recovery codes remain.
+    """
+
+    summary: StaffSummary
+    recovery: bool
+    recovery_left: int
+
+
+@dataclass(frozen=True)
+class Enrolment:
+    """A new TOTP secret for ``name`` and its recovery codes: show them once (QR + URI), then forget them.
+
+    ``secret``, ``uri``, ``qr`` and ``recovery_codes`` are left out of ``repr`` so an accidental log line
+    cannot leak them.
     """
 
     name: str
@@ -177,9 +217,24 @@ class Enrolment:
     secret: str = field(repr=False)  # base32, for manual entry in an authenticator app
     uri: str = field(repr=False)  # otpauth://totp/...
     qr: str = field(repr=False)  # the URI as a QR code drawn with Unicode half blocks for a terminal
+    recovery_codes: tuple[str, ...] = field(default=(), repr=False)  # XXXX-XXXX-XXXX, each works once
 
 
-def _minute(epoch: float) -> str:
+def new_recovery_code() -> str:
+    """A fresh recovery code: 60 bits from the ``secrets`` module as ``XXXX-XXXX-XXXX`` (Crockford base32)."""
+    chars = "".join(secrets.choice(_CROCKFORD) for _ in range(4 * _RECOVERY_GROUPS))
+    return "-".join(chars[i : i + 4] for i in range(0, len(chars), 4))
+
+
+def normalize_recovery_code(typed: str) -> str | None:
+    """``typed`` as the 12 characters of a recovery code (case, spaces and dashes ignored, O read as 0 and
+    I/L as 1), or None if it cannot be one."""
+    compact = re.sub(r"[\s-]", "", typed).upper().translate(_CROCKFORD_ALIASES)
+    return compact if _RECOVERY.fullmatch(compact) else None
+
+
+def utc_minute(epoch: float) -> str:
+    """``epoch`` as an ISO 8601 minute in UTC (``2025-01-15T10:42Z``), as ``created`` is written."""
     return datetime.fromtimestamp(epoch, tz=timezone.utc).strftime("%Y-%m-%dT%H:%MZ")
 
 
@@ -238,6 +293,9 @@ class StaffStore:
         self.lockout = lockout if lockout is not None else LockoutPolicy()
         self.issuer = issuer
         self._hasher = PasswordHasher.from_parameters(argon2)
+        # Never costlier than the password hash: tests run the store with cheap parameters.
+        recovery = argon2 if argon2.memory_cost < RECOVERY_ARGON2.memory_cost else RECOVERY_ARGON2
+        self._recovery_hasher = PasswordHasher.from_parameters(recovery)
         self._dummy_hash: str | None = None
 
     # ---------------------------------------------------------------------------------------------- file I/O
@@ -329,11 +387,16 @@ class StaffStore:
 
     # ---------------------------------------------------------------------------------------------- accounts
 
-    def _enrolment(self, name: str, role: Role, secret: str) -> Enrolment:
+    def _enrolment(self, name: str, role: Role, secret: str, codes: tuple[str, ...]) -> Enrolment:
         uri = pyotp.TOTP(secret, digits=TOTP_DIGITS, interval=TOTP_INTERVAL_SECONDS).provisioning_uri(
             name=name, issuer_name=self.issuer
         )
-        return Enrolment(name=name, role=role, secret=secret, uri=uri, qr=_qr_text(uri))
+        return Enrolment(name=name, role=role, secret=secret, uri=uri, qr=_qr_text(uri), recovery_codes=codes)
+
+    def _recovery_codes(self) -> tuple[tuple[str, ...], list[str]]:
+        """Fresh recovery codes and their argon2id hashes (hashed outside the file lock: the slow part)."""
+        codes = tuple(new_recovery_code() for _ in range(RECOVERY_CODES))
+        return codes, [self._recovery_hasher.hash(code.replace("-", "")) for code in codes]
 
     def add(self, name: str, role: Role | str, password: str, *, now: float | None = None) -> Enrolment:
         """Create an account with a fresh TOTP secret; ``StaffError`` if the name exists or is invalid."""
@@ -342,6 +405,7 @@ class StaffStore:
         _check_password(password)
         password_hash = self._hasher.hash(password)  # outside the lock: it is the slow part
         secret = pyotp.random_base32()  # 160 bits from the secrets module
+        codes, hashes = self._recovery_codes()
         with self._locked():
             accounts = self._read()
             if name in accounts:
@@ -351,13 +415,14 @@ class StaffStore:
                 "password_hash": password_hash,
                 "totp_secret": secret,
                 "totp_last_step": 0,
+                "recovery_hashes": hashes,
                 "failures": 0,
                 "locked_until": 0.0,
-                "created": _minute(time.time() if now is None else now),
+                "created": utc_minute(time.time() if now is None else now),
             }
             self._write(accounts)
         logger.info("staff account added (role %s)", role.value)
-        return self._enrolment(name, role, secret)
+        return self._enrolment(name, role, secret, codes)
 
     def remove(self, name: str) -> None:
         """Delete an account. Refuses to remove the last admin: nobody could manage staff any more."""
@@ -389,8 +454,10 @@ class StaffStore:
         return summaries
 
     def reset_totp(self, name: str) -> Enrolment:
-        """Give ``name`` a new TOTP secret (lost phone); the old secret stops working at once."""
+        """Give ``name`` a new TOTP secret and new recovery codes (lost phone); the old secret and the old
+        codes stop working at once."""
         secret = pyotp.random_base32()
+        codes, hashes = self._recovery_codes()
         with self._locked():
             accounts = self._read()
             if name not in accounts:
@@ -398,10 +465,30 @@ class StaffStore:
             account = accounts[name]
             account["totp_secret"] = secret
             account["totp_last_step"] = 0
+            account["recovery_hashes"] = hashes
             role = _role(account["role"])
             self._write(accounts)
         logger.info("staff TOTP secret reset")
-        return self._enrolment(name, role, secret)
+        return self._enrolment(name, role, secret, codes)
+
+    def new_recovery_codes(self, name: str) -> tuple[str, ...]:
+        """Replace ``name``'s recovery codes with fresh ones (the old ones stop working); show them once."""
+        codes, hashes = self._recovery_codes()
+        with self._locked():
+            accounts = self._read()
+            if name not in accounts:
+                raise StaffError(f"no staff account named {name!r}")
+            accounts[name]["recovery_hashes"] = hashes
+            self._write(accounts)
+        logger.info("staff recovery codes replaced")
+        return codes
+
+    def recovery_codes_left(self, name: str) -> int:
+        """How many unused recovery codes ``name`` has; ``StaffError`` if there is no such account."""
+        account = self._read().get(name)
+        if account is None:
+            raise StaffError(f"no staff account named {name!r}")
+        return len(account.get("recovery_hashes", []))
 
     # ---------------------------------------------------------------------------------------------- sign-in
 
@@ -431,17 +518,52 @@ class StaffStore:
                 found = candidate
         return found
 
+    def _matching_recovery(self, hashes: tuple[str, ...], typed: str) -> str | None:
+        """The stored hash among ``hashes`` that ``typed`` (a normalised recovery code) matches, or None.
+
+        Every hash is tried (no early exit), so the time taken says nothing about which code matched."""
+        found: str | None = None
+        for stored in hashes:
+            matched: bool
+            try:
+                matched = self._recovery_hasher.verify(stored, typed)
+            except (VerificationError, InvalidHashError):
+                matched = False
+            if matched and found is None:
+                found = stored
+        return found
+
     def verify(self, name: str, password: str, totp_code: str, *, now: float | None = None) -> StaffSummary:
-        """Check name, password and TOTP code; return the account summary or raise ``AuthFailed``.
+        """``authenticate`` with every failure counted: the account summary, or ``AuthFailed``."""
+        return self.authenticate(name, password, totp_code, now=now).summary
+
+    def authenticate(
+        self,
+        name: str,
+        password: str,
+        totp_code: str,
+        *,
+        now: float | None = None,
+        lock_on_wrong_password: bool = True,
+    ) -> SignIn:
+        """Check name, password and TOTP code (or a recovery code); raise ``AuthFailed`` on any failure.
 
         ``now`` is epoch seconds (injected by tests; default the system clock). A code is accepted for the
         current step or one step either side, and only if its step is later than the last step this account
-        used, so a code is never accepted twice (pyotp alone would accept it again within its window).
-        Failures count towards the ``LockoutPolicy``; success resets the count. A hash made with other
+        used, so a code is never accepted twice (pyotp alone would accept it again within its window). In
+        place of the code the account's recovery codes are accepted, each once (for a kiosk whose clock is
+        wrong); they are checked only after the right password.
+
+        Failures count towards the ``LockoutPolicy``; success resets the count. With
+        ``lock_on_wrong_password=False`` (the console's sign-in form) a wrong password does not count: the
+        console blocks the client's address for it instead, so an outsider who does not know the password
+        cannot lock a staff member out; a wrong or reused code after the right password still counts (then
+        the password is known and the second factor is what is under attack). A hash made with other
         parameters than this store's is replaced on success.
         """
         current = time.time() if now is None else now
         code = totp_code.strip().replace(" ", "")
+        recovery = None if _CODE.fullmatch(code) else normalize_recovery_code(totp_code)
         # Read once without the lock to get the hash; argon2 runs outside the lock because it is deliberately
         # slow and must not serialise the CLI behind a sign-in. Unknown names still pay for one argon2 verify.
         try:
@@ -454,6 +576,9 @@ class StaffStore:
         password_ok = self._password_ok(stored_hash, password)
         if known is None:
             raise AuthFailed(FailureReason.UNKNOWN_USER)
+        spent: str | None = None
+        if password_ok and recovery is not None:
+            spent = self._matching_recovery(tuple(str(h) for h in known.get("recovery_hashes", [])), recovery)
 
         with self._locked():
             accounts = self._read()
@@ -467,8 +592,14 @@ class StaffStore:
             reason: FailureReason | None = None
             step = math.floor(current / TOTP_INTERVAL_SECONDS)
             matched: int | None = None
+            hashes = [str(h) for h in account.get("recovery_hashes", [])]
             if not password_ok or account["password_hash"] != stored_hash:
                 reason = FailureReason.WRONG_PASSWORD
+            elif recovery is not None:
+                if spent is None:
+                    reason = FailureReason.WRONG_CODE
+                elif spent not in hashes:  # spent by a concurrent sign-in, or replaced meanwhile
+                    reason = FailureReason.REUSED_CODE
             elif not _CODE.fullmatch(code):
                 reason = FailureReason.WRONG_CODE
             else:
@@ -478,6 +609,8 @@ class StaffStore:
                 elif matched <= int(account.get("totp_last_step", 0)):
                     reason = FailureReason.REUSED_CODE
             if reason is not None:
+                if reason is FailureReason.WRONG_PASSWORD and not lock_on_wrong_password:
+                    raise AuthFailed(reason, name)
                 failures = int(account.get("failures", 0)) + 1
                 account["failures"] = failures
                 lock = self.lockout.lock_seconds(failures)
@@ -486,9 +619,14 @@ class StaffStore:
                 if lock:
                     logger.warning("staff account locked for %.0fs after %d failed sign-ins", lock, failures)
                 raise AuthFailed(reason, name)
-            if matched is None:  # unreachable: no failure reason means a step matched; keeps the types honest
+            if spent is not None:
+                hashes.remove(spent)  # single use
+                account["recovery_hashes"] = hashes
+                logger.warning("staff sign-in with a recovery code (%d left)", len(hashes))
+            elif matched is not None:
+                account["totp_last_step"] = matched
+            else:  # unreachable: no failure reason means a factor matched; keeps the types honest
                 raise AuthFailed(FailureReason.WRONG_CODE, name)
-            account["totp_last_step"] = matched
             account["failures"] = 0
             account["locked_until"] = 0.0
             if self._hasher.check_needs_rehash(str(account["password_hash"])):
@@ -498,7 +636,8 @@ class StaffStore:
             self._write(accounts)
             role = _role(account["role"])
             created = str(account.get("created", ""))
-        return StaffSummary(name=name, role=role, created=created, locked_until=None)
+        summary = StaffSummary(name=name, role=role, created=created, locked_until=None)
+        return SignIn(summary=summary, recovery=spent is not None, recovery_left=len(hashes))
 
 
 def bootstrap_admin(store: StaffStore, name: str, password: str) -> Enrolment:
@@ -508,95 +647,3 @@ def bootstrap_admin(store: StaffStore, name: str, password: str) -> Enrolment:
             f"{store.path} already has an admin account; use 'python -m appliance staff add' to add more"
         )
     return store.add(name, Role.ADMIN, password)
-
-
-# ---------------------------------------------------------------------------------------------- command line
-
-
-def _parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
-        prog="python -m appliance staff", description="Manage staff accounts of the headshot kiosk."
-    )
-    parser.add_argument("--config", type=Path, default=None, help="kiosk.toml (default: built-in defaults)")
-    commands = parser.add_subparsers(dest="command", required=True)
-    add = commands.add_parser("add", help="add an account and print its TOTP enrolment")
-    add.add_argument("name")
-    add.add_argument("--role", required=True, choices=[r.value for r in Role])
-    add.add_argument("--password-stdin", action="store_true", help="read the password as one line from stdin")
-    add.add_argument("--config", type=Path, default=argparse.SUPPRESS)
-    lst = commands.add_parser("list", help="list accounts (no secrets)")
-    lst.add_argument("--config", type=Path, default=argparse.SUPPRESS)
-    remove = commands.add_parser("remove", help="remove an account")
-    remove.add_argument("name")
-    remove.add_argument("--config", type=Path, default=argparse.SUPPRESS)
-    reset = commands.add_parser("reset-totp", help="issue a new TOTP secret and print its enrolment")
-    reset.add_argument("name")
-    reset.add_argument("--config", type=Path, default=argparse.SUPPRESS)
-    return parser
-
-
-def _read_password(from_stdin: bool) -> str:
-    if from_stdin:
-        line = sys.stdin.readline()
-        if not line:
-            raise StaffError("--password-stdin: no password on stdin")
-        return line.rstrip("\r\n")
-    first = getpass.getpass("Password: ")
-    if getpass.getpass("Repeat password: ") != first:
-        raise StaffError("the passwords do not match")
-    return first
-
-
-def _print_enrolment(enrolment: Enrolment) -> None:
-    print(f"Scan this code with an authenticator app to enrol {enrolment.name} ({enrolment.role.value}):")
-    print(enrolment.qr)
-    print(f"or open: {enrolment.uri}")
-    print(f"or type the secret: {enrolment.secret}")
-    print("This is shown once and not stored in any log.")
-
-
-def staff_main(argv: Sequence[str]) -> int:
-    """``python -m appliance staff add|list|remove|reset-totp ...``: 0 on success, 2 on any error.
-
-    ``argv`` is the arguments after ``staff``. Account changes are recorded in the audit trail as done by
-    ``cli``. Never calls ``sys.exit``.
-    """
-    try:
-        args = _parser().parse_args(list(argv))
-    except SystemExit as exc:  # argparse printed usage or help
-        return 0 if exc.code == 0 else 2
-    try:
-        cfg = load_config(args.config)
-        store = StaffStore(cfg.staff.accounts_path)
-        if args.command == "list":
-            summaries = store.list()
-            if not summaries:
-                print("no staff accounts")
-            for summary in summaries:
-                locked = f"  locked until {_minute(summary.locked_until)}" if summary.locked_until else ""
-                print(f"{summary.name:<32} {summary.role.value:<8} created {summary.created}{locked}")
-            return 0
-        if args.command == "add":
-            password = _read_password(args.password_stdin)
-            enrolment = store.add(args.name, args.role, password)
-            _print_enrolment(enrolment)
-            action = f"staff.add.{enrolment.role.value}"
-        elif args.command == "remove":
-            store.remove(args.name)
-            print(f"removed staff account {args.name}")
-            action = "staff.remove"
-        else:
-            enrolment = store.reset_totp(args.name)
-            _print_enrolment(enrolment)
-            action = "staff.reset_totp"
-        AuditLog(cfg.audit.path).append_staff("cli", action, target=args.name)
-    except (ConfigError, StaffError, AuditError) as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 2
-    except OSError as exc:
-        print(f"error: {exc.strerror or type(exc).__name__} ({exc.filename})", file=sys.stderr)
-        return 2
-    except KeyboardInterrupt:
-        print("cancelled", file=sys.stderr)
-        return 2
-    return 0
