@@ -212,7 +212,7 @@ def keep_guest(alpha: AlphaMap, image: RgbImage, guest: Box, others: Sequence[Bo
     ``alpha`` (h×w float32 in [0, 1]) is MODNet's matte of ``image`` (h×w×3 uint8 RGB) at the network
     size; ``guest`` and ``others`` are face boxes (x0, y0, x1, y1) in the same pixels, the guest upright
     (the framing has levelled the eyes). MODNet mattes *every* person; this decides which matte pixels
-    belong to the guest, in four steps (37–63 ms at 512×512 measured on a busy 2-core x86 machine; when
+    belong to the guest, in four steps (8–9 ms at the CPU matte size on a busy 2-core x86 machine; when
     nobody else is marked in step 1, steps 2 and 3 are skipped: a few ms):
 
     1. Seeds. The guest's seed is the centre of their face and a short column under the chin (neck and

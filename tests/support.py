@@ -10,9 +10,11 @@ import ssl
 import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
+from pathlib import Path
 from typing import Any
 
 from appliance.browser import headless_flags
+from appliance.config import KioskConfig
 from appliance.kiosk import Kiosk
 from kiosk_ui.delivery import create_delivery_app
 from kiosk_ui.serve import Listener, delivery_tls
@@ -42,6 +44,21 @@ def wait_image_loaded(page: Any, selector: str) -> None:
         arg=selector,
         timeout=TIMEOUT_MS,
     )
+
+
+@contextmanager
+def workerless_kiosk(base: Path) -> Iterator[Kiosk]:
+    """A started ``Kiosk`` with its RAM store and audit under ``base`` and no warm worker yet: enough for
+    the delivery store and the listeners, which answer before any visit exists."""
+    cfg = KioskConfig.model_validate(
+        {"store": {"path": str(base / "store")}, "audit": {"path": str(base / "audit")}}
+    )
+    kiosk = Kiosk(cfg)
+    kiosk.start(wait_for_worker=False)
+    try:
+        yield kiosk
+    finally:
+        kiosk.close()
 
 
 @contextmanager

@@ -37,12 +37,15 @@ SHOTS = Path(os.environ.get("UI_SCREENSHOT_DIR", "/tmp"))
 def served(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Kiosk, str]]:
     """A started Kiosk behind both real listeners (the entry point), with the appliance's tick loop."""
     base = tmp_path_factory.mktemp("e2e")
+    wifi = base / "wifi.qr"
+    wifi.write_text("WIFI:T:WPA;S:Headshot Kiosk;P:a7Kp3mZq9Xw2Rt5Vb8Nc;;\n")
     cfg = KioskConfig.model_validate(
         {
             "store": {"path": str(base / "store")},
             "audit": {"path": str(base / "audit")},
             "ui": {"port": free_port()},
-            "delivery": {"port": free_port(), "public_host": "localhost"},
+            # The kiosk's own hotspot: the delivery screen shows how to join it first.
+            "delivery": {"port": free_port(), "public_host": "localhost", "wifi_qr_path": str(wifi)},
             "event": {"name": "Career Fair 2025", "languages": ["en", "fr", "es", "de"]},
             "session": {"countdown_seconds": 2},
         }
@@ -107,6 +110,14 @@ def test_full_visit_and_phone_download(served: tuple[Kiosk, str]) -> None:
 
             page.click("#deliver")
             wait_visible(page, "delivery")
+            # Join, then collect: the Wi-Fi's code, name and password first, the link's code after.
+            page.wait_for_selector("#wifi-step", state="visible")
+            assert page.is_hidden("#link-step")
+            wait_image_loaded(page, "#wifi-qr")
+            assert page.inner_text("#wifi-ssid") == "Headshot Kiosk"
+            assert page.inner_text("#wifi-password") == "a7Kp3mZq9Xw2Rt5Vb8Nc"
+            page.click("#wifi-next")
+            page.wait_for_selector("#link-step", state="visible")
             wait_image_loaded(page, "#qr")
             assert "once" in page.inner_text("#expires")
             page.screenshot(path=str(SHOTS / "ui-delivery.png"))

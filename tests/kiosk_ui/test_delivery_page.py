@@ -9,27 +9,20 @@ import base64
 import hashlib
 import re
 from collections.abc import Iterator
-from pathlib import Path
 
 import pytest
 
-from appliance.config import KioskConfig
 from appliance.kiosk import Kiosk
 from kiosk_ui.delivery import PAGE_JS, create_delivery_app
+from tests.support import workerless_kiosk
 
 JPEG = b"\xff\xd8\xff\xe0 a headshot \xff\xd9"
 
 
 @pytest.fixture(scope="module")
 def kiosk(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Kiosk]:
-    base: Path = tmp_path_factory.mktemp("delivery-page")
-    cfg = KioskConfig.model_validate(
-        {"store": {"path": str(base / "store")}, "audit": {"path": str(base / "audit")}}
-    )
-    k = Kiosk(cfg)
-    k.start(wait_for_worker=False)
-    yield k
-    k.close()
+    with workerless_kiosk(tmp_path_factory.mktemp("delivery-page")) as k:  # only the delivery store is needed
+        yield k
 
 
 def _sha256(text: str) -> str:

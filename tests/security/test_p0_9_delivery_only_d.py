@@ -6,27 +6,19 @@ from __future__ import annotations
 
 import http.client
 from collections.abc import Iterator
-from pathlib import Path
 
 import pytest
 
-from appliance.config import KioskConfig
 from appliance.kiosk import Kiosk
 from kiosk_ui import create_app
 from kiosk_ui.delivery import NOT_FOUND_BODY, create_delivery_app
-from tests.support import tls_delivery_listener
+from tests.support import tls_delivery_listener, workerless_kiosk
 
 
 @pytest.fixture(scope="module")
 def kiosk(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Kiosk]:
-    base: Path = tmp_path_factory.mktemp("p09")
-    cfg = KioskConfig.model_validate(
-        {"store": {"path": str(base / "store")}, "audit": {"path": str(base / "audit")}}
-    )
-    k = Kiosk(cfg)
-    k.start(wait_for_worker=False)  # no visit here: only the store and the delivery directory are needed
-    yield k
-    k.close()
+    with workerless_kiosk(tmp_path_factory.mktemp("p09")) as k:  # only the delivery store is needed
+        yield k
 
 
 def _guest_paths(kiosk: Kiosk) -> list[str]:

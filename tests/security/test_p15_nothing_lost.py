@@ -20,12 +20,11 @@ from pathlib import Path
 import pytest
 from werkzeug.test import EnvironBuilder
 
-from appliance.config import KioskConfig
 from appliance.delivery import DeliveryGone, DeliveryStore
 from appliance.kiosk import Kiosk
 from kiosk_ui.delivery import create_delivery_app
 from kiosk_ui.serve import Listener
-from tests.support import tls_delivery_listener
+from tests.support import tls_delivery_listener, workerless_kiosk
 
 # Bigger than the socket buffers of both ends on loopback, and a headshot's order of size.
 JPEG = b"\xff\xd8\xff\xe0" + os.urandom(3 * 2**20) + b"\xff\xd9"
@@ -114,14 +113,8 @@ def test_a_post_waiting_for_one_in_flight_gets_the_link_it_put_back(store: Deliv
 
 @pytest.fixture(scope="module")
 def kiosk(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Kiosk]:
-    base: Path = tmp_path_factory.mktemp("p15-lost")
-    cfg = KioskConfig.model_validate(
-        {"store": {"path": str(base / "store")}, "audit": {"path": str(base / "audit")}}
-    )
-    k = Kiosk(cfg)
-    k.start(wait_for_worker=False)  # only the delivery store is needed
-    yield k
-    k.close()
+    with workerless_kiosk(tmp_path_factory.mktemp("p15-lost")) as k:  # only the delivery store is needed
+        yield k
 
 
 @pytest.fixture(scope="module")

@@ -17,10 +17,10 @@ import pytest
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
 import appliance.delivery as delivery_module
-from appliance.config import KioskConfig
 from appliance.delivery import DeliveryGone, DeliveryStore
 from appliance.kiosk import Kiosk
 from kiosk_ui.delivery import create_delivery_app
+from tests.support import workerless_kiosk
 
 JPEG = b"\xff\xd8\xff\xe0" + os.urandom(64 * 1024) + b"\xff\xd9"  # opaque bytes of a headshot's order
 
@@ -65,14 +65,8 @@ def test_a_token_with_anything_after_it_opens_nothing(store: DeliveryStore, suff
 
 @pytest.fixture(scope="module")
 def kiosk(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Kiosk]:
-    base: Path = tmp_path_factory.mktemp("p20-links")
-    cfg = KioskConfig.model_validate(
-        {"store": {"path": str(base / "store")}, "audit": {"path": str(base / "audit")}}
-    )
-    k = Kiosk(cfg)
-    k.start(wait_for_worker=False)  # only the delivery store is needed
-    yield k
-    k.close()
+    with workerless_kiosk(tmp_path_factory.mktemp("p20-links")) as k:  # only the delivery store is needed
+        yield k
 
 
 def test_a_link_ending_in_an_encoded_newline_is_the_plain_404(kiosk: Kiosk) -> None:

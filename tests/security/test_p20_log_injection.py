@@ -10,14 +10,12 @@ import logging
 import socket
 import ssl
 from collections.abc import Iterator
-from pathlib import Path
 
 import pytest
 
-from appliance.config import KioskConfig
 from appliance.kiosk import Kiosk
 from kiosk_ui.serve import Listener, loggable_path, loggable_text
-from tests.support import tls_delivery_listener
+from tests.support import tls_delivery_listener, workerless_kiosk
 
 FORGED = "ERROR appliance.kiosk: session 1234 worker died"
 PATHS = [
@@ -33,14 +31,8 @@ PATHS = [
 
 @pytest.fixture(scope="module")
 def kiosk(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Kiosk]:
-    base: Path = tmp_path_factory.mktemp("p20-logs")
-    cfg = KioskConfig.model_validate(
-        {"store": {"path": str(base / "store")}, "audit": {"path": str(base / "audit")}}
-    )
-    k = Kiosk(cfg)
-    k.start(wait_for_worker=False)
-    yield k
-    k.close()
+    with workerless_kiosk(tmp_path_factory.mktemp("p20-logs")) as k:  # only the delivery store is needed
+        yield k
 
 
 @pytest.fixture(scope="module")
