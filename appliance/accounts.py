@@ -125,6 +125,10 @@ _CODE = re.compile(r"^[0-9]{6}$")
 _AUTH_FAILED_MESSAGE = "sign-in failed: check the name, password and code, or wait and try again"
 
 
+# The PHC string argon2-cffi writes for argon2id (the only hash this store verifies).
+_ARGON2ID_HASH = re.compile(r"\$argon2id\$v=19\$m=\d+,t=\d+,p=\d+\$[A-Za-z0-9+/]+\$[A-Za-z0-9+/]+")
+
+
 class StaffError(Exception):
     """The accounts file or a staff command cannot do what was asked; the message says what to do."""
 
@@ -423,6 +427,56 @@ class StaffStore:
             self._write(accounts)
         logger.info("staff account added (role %s)", role.value)
         return self._enrolment(name, role, secret, codes)
+
+    def provision(
+        self,
+        name: str,
+        role: Role | str,
+        password_hash: str,
+        *,
+        replace_hash: bool = True,
+        now: float | None = None,
+    ) -> str:
+        """Create or update an account from a password *hash* (fleet configuration: the operator's
+        repository holds hashes only, never a password or a TOTP secret). Returns "added", "updated" or
+        "unchanged".
+
+        A new account gets a TOTP secret made here and shown to no one, so it cannot sign in until an admin
+        enrols it on the kiosk (``reset_totp``): the second factor is never in a repository. An existing
+        account keeps its TOTP secret, recovery codes and lockout state; its role follows the inventory,
+        and its password hash too unless ``replace_hash`` is False (the caller's way of keeping a password
+        changed on the kiosk). ``StaffError`` for a bad name, role or a hash that is not argon2id."""
+        _check_name(name)
+        role = _role(role)
+        if not _ARGON2ID_HASH.fullmatch(password_hash):
+            raise StaffError("password_hash must be an argon2id hash ($argon2id$v=19$...)")
+        with self._locked():
+            accounts = self._read()
+            account = accounts.get(name)
+            if account is None:
+                accounts[name] = {
+                    "role": role.value,
+                    "password_hash": password_hash,
+                    "totp_secret": pyotp.random_base32(),
+                    "totp_last_step": 0,
+                    "recovery_hashes": [],
+                    "failures": 0,
+                    "locked_until": 0.0,
+                    "created": utc_minute(time.time() if now is None else now),
+                }
+                outcome = "added"
+            else:
+                changed = account.get("role") != role.value
+                account["role"] = role.value
+                if replace_hash and account.get("password_hash") != password_hash:
+                    account["password_hash"] = password_hash
+                    changed = True
+                outcome = "updated" if changed else "unchanged"
+            if outcome != "unchanged":
+                self._write(accounts)
+        if outcome != "unchanged":
+            logger.info("staff account %s from a hash (role %s)", outcome, role.value)
+        return outcome
 
     def remove(self, name: str) -> None:
         """Delete an account. Refuses to remove the last admin: nobody could manage staff any more."""

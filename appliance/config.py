@@ -33,6 +33,7 @@ __all__ = [
     "DirectoryCameraConfig",
     "EventConfig",
     "KioskConfig",
+    "PrintConfig",
     "SessionConfig",
     "StaffConfig",
     "StoreConfig",
@@ -338,6 +339,13 @@ class DeliveryConfig(_Strict):
     tls_key_path: Path | None = Field(
         default=None, description="PEM private key file (mode 0600; a path, never the key)."
     )
+    connectivity_check_port: int = Field(
+        default=0,
+        ge=0,
+        le=65535,
+        description="Plain-HTTP port on delivery.host answering phones' connectivity checks (Android, Apple, "
+        "Windows) so they stay on the kiosk's Wi-Fi; the hotspot redirects port 80 here. 0: off.",
+    )
     wifi_qr_path: Path | None = Field(
         default=Path("/etc/headshot-kiosk/wifi.qr"),
         description="The hotspot's WIFI: text (written by provisioning hotspot); while the file exists the "
@@ -387,8 +395,10 @@ class SessionConfig(_Strict):
         le=MAX_IDLE_TIMEOUT_SECONDS,
         description="Inactivity on the QR screen before wipe (s).",
     )
+    # 20 s at least by default (issue 14.2, WCAG 2.2.1 "Timing Adjustable"): time to notice, read or
+    # hear the warning and reach "I need more time", which restarts the phase's idle timer.
     idle_warning_seconds: float = Field(
-        default=15,
+        default=20,
         gt=0,
         le=120,
         description="The 'still there?' warning shows this long before an idle timeout (s).",
@@ -512,6 +522,73 @@ class EventConfig(_Strict):
     )
 
 
+# Dye-sub printers Gutenprint drives (its driver names, ``gutenprint.5.3://<model>/expert``): the DNP
+# DS620 and DS-RX1HS out of the box; the Mitsubishi CP-D70/D80 need Mitsubishi's image-processing library
+# in the print path (docs/PRINTING.md).
+PrinterModel = Literal["dnp-ds620", "dnp-dsrx1", "mitsubishi-d70dw", "mitsubishi-d80dw"]
+_QUEUE_NAME = r"^[A-Za-z0-9][A-Za-z0-9_-]{0,62}$"
+
+
+class PrintConfig(_Strict):
+    """Printing at the booth (optional, off by default): CUPS + Gutenprint to a dye-sub printer, the job
+    held in RAM only and purged when it ends or the visit does."""
+
+    enabled: bool = Field(
+        default=False,
+        description="Offer a Print button on the review screen (the consent text then mentions printing).",
+    )
+    layout: Literal["postcard", "badges"] = Field(
+        default="postcard",
+        description="postcard = the headshot on a 4x6 in page with the event's name in a brand-coloured "
+        "band; badges = four 3:4 badge photos on one 4x6 in page, with the same band.",
+    )
+    brand_colour: Annotated[str, Field(pattern=r"^#[0-9A-Fa-f]{6}$")] = Field(
+        default="#1F2937", description="Colour of the band carrying the event's name ('#RRGGBB')."
+    )
+    copies_per_guest: int = Field(
+        default=1, ge=1, le=4, description="Prints one guest may make (each press of Print is one page)."
+    )
+    max_prints_per_event: int = Field(
+        default=300,
+        ge=1,
+        le=100_000,
+        description="Prints the kiosk makes in all until it is restarted; then Print is refused (pages).",
+    )
+    queue: str = Field(
+        default="headshot-kiosk",
+        pattern=_QUEUE_NAME,
+        description="Name of the CUPS queue provisioning creates and the kiosk prints to.",
+    )
+    model: PrinterModel = Field(
+        default="dnp-ds620",
+        description="Printer model, as Gutenprint names it: dnp-ds620, dnp-dsrx1 (DS-RX1HS), "
+        "mitsubishi-d70dw, mitsubishi-d80dw.",
+    )
+    device_uri: str | None = Field(
+        default=None,
+        max_length=512,
+        pattern=r"^[a-z0-9+]+:\S*$",
+        description="The queue's CUPS device URI (lpinfo -v); unset: provisioning picks the first printer "
+        "Gutenprint's USB backend finds for the model.",
+    )
+    cups_socket: Path = Field(
+        default=Path("/run/cups/cups.sock"),
+        description="CUPS's local socket; the only way the kiosk talks to CUPS (no network listener).",
+    )
+    job_timeout_seconds: float = Field(
+        default=180,
+        ge=10,
+        le=MAX_IDLE_TIMEOUT_SECONDS,
+        description="A print not finished by then is cancelled, purged and reported failed (s).",
+    )
+
+    @model_validator(mode="after")
+    def _absolute_socket(self) -> PrintConfig:
+        if not self.cups_socket.is_absolute():
+            raise ValueError(f"print.cups_socket must be an absolute path; got {str(self.cups_socket)!r}")
+        return self
+
+
 # --------------------------------------------------------------------------------------------------
 # The whole file
 
@@ -536,6 +613,7 @@ class KioskConfig(_Strict):
     staff: StaffConfig = Field(default_factory=StaffConfig)
     audit: AuditConfig = Field(default_factory=AuditConfig)
     event: EventConfig = Field(default_factory=EventConfig)
+    print: PrintConfig = Field(default_factory=PrintConfig, description="Optional printing at the booth.")
 
     @model_validator(mode="after")
     def _cross_section_rules(self) -> KioskConfig:

@@ -34,6 +34,7 @@ __all__ = [
     "consent_templates",
     "consent_translator",
     "consent_values",
+    "duration_text",
 ]
 
 
@@ -127,6 +128,16 @@ _CONSENT_ITEMS: tuple[tuple[str, str, str], ...] = (
         ),
     ),
 )
+# Said only where the event offers printing (``[print] enabled``), after "where": where a print goes.
+_CONSENT_PRINT_ITEM: tuple[str, str, str] = (
+    "print",
+    _N("If you print"),
+    _N(
+        "Only if you tap “Print”: your headshot is sent to the printer of this kiosk and printed here for "
+        "you to take. The print job is held in the printer's memory only, and deleted as soon as it is "
+        "printed or when your visit ends."
+    ),
+)
 # The screen's other sentences. %(event)s is the configured event name (shown as configured, untranslated).
 _CONSENT_LABELS: tuple[tuple[str, str], ...] = (
     ("title", _N("Before we take your photo")),
@@ -192,7 +203,7 @@ def consent_translator(lang: str) -> ConsentTranslator:
     return _CatalogTranslator(lang)
 
 
-def _duration(seconds: float, t: ConsentTranslator) -> str:
+def duration_text(seconds: float, t: ConsentTranslator) -> str:
     """``appliance.compliance.format_duration`` in the translator's language (the same words in English)."""
     total = round(seconds)
     hours, rest = divmod(total, 3600)
@@ -210,8 +221,8 @@ def consent_values(cfg: KioskConfig, t: ConsentTranslator) -> dict[str, str]:
     return {
         "event": cfg.event.name,
         "takes": t.ngettext(*_TAKES, cfg.session.max_takes),
-        "idle": _duration(idle_limit_seconds(cfg.session), t),
-        "window": _duration(delivery_window_seconds(cfg), t),
+        "idle": duration_text(idle_limit_seconds(cfg.session), t),
+        "window": duration_text(delivery_window_seconds(cfg), t),
         "version": cfg.event.policy_version,
     }
 
@@ -220,7 +231,7 @@ def consent_templates(t: ConsentTranslator) -> dict[str, str]:
     """Every consent template (English msgid) mapped to its translation by ``t``, plural forms included."""
     templates = {msgid: t.gettext(msgid) for _, msgid in _CONSENT_LABELS}
     templates.update({msgid: t.gettext(msgid) for msgid in _CONSENT_CHOICES.values()})
-    for _, title, text in _CONSENT_ITEMS:
+    for _, title, text in (*_CONSENT_ITEMS, _CONSENT_PRINT_ITEM):
         templates[title] = t.gettext(title)
         templates[text] = t.gettext(text)
     for singular, plural in (_TAKES, _HOURS, _MINUTES, _SECONDS):
@@ -228,6 +239,14 @@ def consent_templates(t: ConsentTranslator) -> dict[str, str]:
         templates[singular] = t.ngettext(singular, plural, 1)
         templates[plural] = t.ngettext(singular, plural, 2)
     return templates
+
+
+def _consent_items(cfg: KioskConfig) -> tuple[tuple[str, str, str], ...]:
+    """The screen's items in display order: printing is mentioned only where the event offers it."""
+    if not cfg.print.enabled:
+        return _CONSENT_ITEMS
+    at = [key for key, _, _ in _CONSENT_ITEMS].index("where") + 1
+    return (*_CONSENT_ITEMS[:at], _CONSENT_PRINT_ITEM, *_CONSENT_ITEMS[at:])
 
 
 def consent_screen(
@@ -241,9 +260,10 @@ def consent_screen(
 
     ``translator`` defaults to the compiled catalog of ``lang``; the guest UI passes Flask-Babel's. Keys:
     ``lang``, ``policy_version``, ``title``, ``intro``, ``agree``, ``accept``, ``decline``, ``notice_link``,
-    ``items`` (``{"id", "title", "text"}`` in display order: what, why, where, how_long, never, choices,
-    receipt), ``choices`` (``{"id", "label"}`` of each optional choice the event offers, in its order;
-    empty when it offers none), ``controller``, ``contact`` and ``durations`` (the numbers behind the text).
+    ``items`` (``{"id", "title", "text"}`` in display order: what, why, where, print (only where the event
+    offers printing), how_long, never, choices, receipt), ``choices`` (``{"id", "label"}`` of each
+    optional choice the event offers, in its order; empty when it offers none), ``controller``,
+    ``contact`` and ``durations`` (the numbers behind the text).
     """
     t = translator if translator is not None else consent_translator(lang)
     values = consent_values(cfg, t)
@@ -253,7 +273,7 @@ def consent_screen(
         screen[key] = t.gettext(msgid) % values
     screen["items"] = [
         {"id": key, "title": t.gettext(title), "text": t.gettext(text) % values}
-        for key, title, text in _CONSENT_ITEMS
+        for key, title, text in _consent_items(cfg)
     ]
     screen["choices"] = [
         {"id": key, "label": t.gettext(_CONSENT_CHOICES[key])} for key in cfg.event.consent_choices

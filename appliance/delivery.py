@@ -20,6 +20,7 @@ from __future__ import annotations
 import base64
 import contextlib
 import hmac
+import json
 import logging
 import os
 import re
@@ -27,7 +28,7 @@ import secrets
 import struct
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -60,6 +61,48 @@ REPEAT_GRACE_SECONDS = 15.0
 # How long a POST that finds its link on the way to another POST waits for that one to end before it is
 # refused: the other may break off (a page closed mid-download, a double tap) and put the link back.
 IN_FLIGHT_WAIT_SECONDS = 2.0
+
+
+# Several photos through one link (issue 15.4: e.g. the square crop and the badge): the plaintext is a
+# bundle, ``_BUNDLE_MAGIC`` + a 4-byte big-endian length + a JSON list of [name, size] + the JPEGs in that
+# order. One link, one claim, one spend, exactly as for one photo; a plain JPEG stays a plain JPEG.
+_BUNDLE_MAGIC = b"HKB1"
+_BUNDLE_NAME = re.compile(r"[a-z0-9][a-z0-9-]{0,39}\.jpg")
+MAX_BUNDLE_PHOTOS = 4
+SINGLE_NAME = "headshot.jpg"
+
+
+def pack_photos(photos: Sequence[tuple[str, bytes]]) -> bytes:
+    """One delivery's plaintext for ``photos`` ([(file name, JPEG bytes)], the first is the main one): the
+    JPEG itself for one photo, else a bundle. Names are ours (``headshot-<preset>.jpg``), never a guest's:
+    they must match ``[a-z0-9][a-z0-9-]*.jpg``."""
+    if not 1 <= len(photos) <= MAX_BUNDLE_PHOTOS:
+        raise ValueError("a delivery holds 1..4 photos")
+    for name, jpeg in photos:
+        if not _BUNDLE_NAME.fullmatch(name) or not jpeg:
+            raise ValueError("bad photo name or empty photo")
+    if len(photos) == 1:
+        return photos[0][1]
+    index = json.dumps([[name, len(jpeg)] for name, jpeg in photos], separators=(",", ":")).encode()
+    return b"".join([_BUNDLE_MAGIC, struct.pack("!I", len(index)), index, *(jpeg for _n, jpeg in photos)])
+
+
+def unpack_photos(plain: bytes) -> list[tuple[str, bytes]]:
+    """The photos of a delivery's plaintext (see :func:`pack_photos`). Raises ValueError on a bad bundle."""
+    if not plain.startswith(_BUNDLE_MAGIC):
+        return [(SINGLE_NAME, plain)]
+    (length,) = struct.unpack_from("!I", plain, len(_BUNDLE_MAGIC))
+    start = len(_BUNDLE_MAGIC) + 4
+    index = json.loads(plain[start : start + length])
+    photos, offset = [], start + length
+    for name, size in index:
+        if not _BUNDLE_NAME.fullmatch(name) or offset + size > len(plain):
+            raise ValueError("bad bundle")
+        photos.append((str(name), plain[offset : offset + size]))
+        offset += size
+    if offset != len(plain) or not 2 <= len(photos) <= MAX_BUNDLE_PHOTOS:
+        raise ValueError("bad bundle")
+    return photos
 
 
 class DeliveryGone(Exception):
@@ -133,7 +176,8 @@ class DeliveryStore:
         os.chmod(directory, 0o700)
 
     def create(self, jpeg: bytes) -> DeliveryTicket:
-        """Encrypt ``jpeg`` under a fresh key and return the ticket; the key exists only in the token."""
+        """Encrypt ``jpeg`` (a JPEG, or several packed by :func:`pack_photos`) under a fresh key and return
+        the ticket; the key exists only in the token."""
         if not jpeg or len(jpeg) > MAX_DELIVERY_BYTES:
             raise ValueError("delivery payload size out of range")
         obj_id = secrets.token_hex(16)
@@ -199,6 +243,13 @@ class DeliveryStore:
         """Check a link without spending it; returns the photo's size in bytes. Raises ``DeliveryGone``."""
         obj_id, key = self._parse(token)
         return len(self._open(self.directory / obj_id, obj_id, key))
+
+    def peek_photos(self, token: str) -> list[tuple[str, int]]:
+        """Check a link without spending it; returns each photo's file name and size in bytes (one entry
+        for a plain JPEG). Raises ``DeliveryGone``."""
+        obj_id, key = self._parse(token)
+        plain = self._open(self.directory / obj_id, obj_id, key)
+        return [(name, len(jpeg)) for name, jpeg in unpack_photos(plain)]
 
     def spend(self, token: str) -> bytes:
         """Return the JPEG and make the link unusable, exactly once, with no repeat. Raises

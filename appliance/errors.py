@@ -14,6 +14,9 @@ __all__ = [
     "NoSession",
     "NotAllowed",
     "NotFound",
+    "PrintDisabled",
+    "PrintLimit",
+    "PrinterUnavailable",
     "RetakeLimit",
     "SessionActive",
     "VisitEnded",
@@ -95,3 +98,22 @@ class BadChoices(KioskError):
     """Consent choices that the event does not offer, or answers that are not yes/no."""
 
     code = "bad_choices"
+
+
+class PrintDisabled(NotFound):
+    """Printing is not offered at this event (``[print] enabled = false``): there is nothing to ask for."""
+
+    code = "print_disabled"
+
+
+class PrintLimit(NotAllowed):
+    """The guest has made all the prints they may (``copies_per_guest``), or the event all it may
+    (``max_prints_per_event``)."""
+
+    code = "print_limit"
+
+
+class PrinterUnavailable(NotAllowed):
+    """The printer cannot print now (out of paper or ribbon, offline); the phone delivery still works."""
+
+    code = "printer_unavailable"

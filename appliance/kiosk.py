@@ -13,6 +13,11 @@ and keeps nothing of what came back.
 
 The staff camera check (``appliance.camera_check``) follows the same rules with its own worker; a guest
 visit that starts ends it at once, and the check is refused while a visit is in progress.
+
+Printing (``[print] enabled``, ``appliance.printing``): the visit's worker lays a headshot out and submits it
+to CUPS itself; the facade checks the limits, follows the jobs through the worker, and at WIPE purges
+whatever is still on the queue after the worker is gone (a worker killed before it could). A printer
+problem is a failed print, never an error that ends the visit.
 """
 
 from __future__ import annotations
@@ -22,12 +27,14 @@ import re
 import secrets
 import threading
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
+from pathlib import Path
 from typing import NoReturn, TypeVar
 
 from appliance.camera_check import CameraChecks
+from appliance.camera_presence import camera_present
 from appliance.config import KioskConfig
-from appliance.delivery import DeliveryStore
+from appliance.delivery import MAX_BUNDLE_PHOTOS, SINGLE_NAME, DeliveryStore, pack_photos
 from appliance.errors import (
     CAPTURE_REFUSED,
     Busy,
@@ -37,6 +44,9 @@ from appliance.errors import (
     NoSession,
     NotAllowed,
     NotFound,
+    PrintDisabled,
+    PrinterUnavailable,
+    PrintLimit,
     RetakeLimit,
     SessionActive,
     VisitEnded,
@@ -45,6 +55,9 @@ from appliance.errors import (
 )
 from appliance.hardening import set_non_dumpable
 from appliance.lifecycle import Phase, WipeReason, advance, timeout_for, timeout_reason
+from appliance.maintenance import UPDATE_REQUEST, MaintenanceWatch
+from appliance.print_ipp import IppError
+from appliance.printing import CupsQueue, PrinterMonitor, PrinterState
 from appliance.store import Backing, SessionStore, new_session_id
 from appliance.systemd import Notifier
 from appliance.views import (
@@ -56,10 +69,11 @@ from appliance.views import (
     Health,
     LastVisit,
     PreviewFrame,
+    PrintView,
     VisitView,
     WorkerHealth,
 )
-from appliance.visit import Counters, Receipt, Visit, receipt_code, valid_choices, visit_view
+from appliance.visit import Counters, Receipt, Visit, print_view, receipt_code, valid_choices, visit_view
 from appliance.workerclient import CameraState, SparePool, WorkerClient, WorkerDied, WorkerRequestError
 from appliance.workerproc import WorkerProcess
 
@@ -75,6 +89,16 @@ _SESSION_DIR = re.compile(r"^[0-9a-f]{16,64}$")
 WIPE_WAIT_IDLE_SECONDS = 0.25
 # How long to wait for a worker to load its models (the first one after boot builds/loads every engine).
 SPARE_WAIT_SECONDS = 180.0
+PURGE_RETRY_SECONDS = 10.0  # a failed purge of the print queue is tried again this often while idle
+# The main process's own CUPS calls (the printer's state, the backstop purge at WIPE) run under the facade's
+# lock or on the dashboard's request: a hung cupsd may hold them this long, never longer.
+PRINT_CALL_TIMEOUT_SECONDS = 2.0
+_UNFINISHED_PRINTS = ("queued", "printing")
+
+
+def _image_of(render_id: str) -> Callable[[WorkerClient], bytes]:
+    """A worker request for one headshot's JPEG (bound now, not when a loop variable has moved on)."""
+    return lambda w: w.image(render_id)
 
 
 class Kiosk:
@@ -93,7 +117,10 @@ class Kiosk:
         notifier: Notifier | None = None,
         on_receipt: Callable[[Receipt], None] | None = None,
         log_level: str = "INFO",
+        update_request: Path = UPDATE_REQUEST,
     ) -> None:
+        """``update_request``: the file an updater creates to pause the kiosk between visits
+        (:mod:`appliance.maintenance`)."""
         self.cfg = cfg
         self.clock = clock
         self.wall = wall
@@ -113,12 +140,22 @@ class Kiosk:
             spare_wait_seconds=SPARE_WAIT_SECONDS,
         )
         self._paused = False
+        self.maintenance = MaintenanceWatch(update_request)
+        self._purge_owed = False  # a wipe's print-queue purge failed: retried while idle
+        self._purge_retry_at = 0.0
         self._last_receipt: Receipt | None = None
         self._last_receipt_recorded = False
         self._last_error: str | None = None
         self.counters = Counters()
         self.started_at = clock()
         self._closed = False
+        # Printing (off by default): the queue for the main process's own calls, and the printer's state.
+        self.print_queue: CupsQueue | None = None
+        if cfg.print.enabled:
+            self.print_queue = CupsQueue(
+                str(cfg.print.cups_socket), cfg.print.queue, timeout_seconds=PRINT_CALL_TIMEOUT_SECONDS
+            )
+        self.printer = PrinterMonitor(self.print_queue)
 
     # -- lifecycle of the appliance -------------------------------------------------------------------------
 
@@ -133,6 +170,8 @@ class Kiosk:
             window_seconds=self.cfg.delivery.window_minutes * 60,
             clock=self.wall,
         )
+        # A main process that died mid-print left its visit's jobs in CUPS; no visit is in progress now.
+        self._purge_print_queue("start")
         self.spares.spawn()
         if wait_for_worker:
             self.wait_for_spare()
@@ -347,23 +386,38 @@ class Kiosk:
             self._still(s)  # never hand out a headshot of a visit that was deleted meanwhile
         return jpeg
 
-    def deliver(self, render_id: str) -> Delivered:
+    def deliver(self, render_id: str, also_presets: Sequence[str] = ()) -> Delivered:
         """REVIEW -> DELIVERY: make a one-time link for one headshot, with a fresh nonce for the QR image's
         URL; the token inside the URL exists only in the QR code and here until the visit ends. A wipe while
-        the link is made revokes it before anyone can use it."""
+        the link is made revokes it before anyone can use it.
+
+        ``also_presets``: other crops of the same photo and background the guest wants too (e.g. the badge
+        besides the square; issue 15.4). They are rendered now where not yet made and travel through the
+        same one link (``appliance.delivery.pack_photos``): one QR, one download, one spend."""
         with self._lock:
             s = self._need(Phase.REVIEW)
             self._not_busy(s)
             if render_id not in s.headshots:
                 raise NotFound("that photo is not available", code="unknown_render")
+            main = s.headshots[render_id]
+            extra = list(dict.fromkeys(p for p in also_presets if p != main.preset))
+            if any(p not in self.cfg.event.presets for p in extra) or len(extra) >= MAX_BUNDLE_PHOTOS:
+                raise KioskError(
+                    f"also_presets must be other crops among {', '.join(self.cfg.event.presets)}",
+                    code="bad_preset",
+                )
             deliveries = self.deliveries
             if deliveries is None:
                 raise WorkerFailed("the kiosk is not started")
             s.busy = "deliver"
         try:
-            jpeg = self._worker_call(s, lambda w: w.image(render_id))
-            ticket = deliveries.create(jpeg)
-            del jpeg
+            chosen = [main, *(self._render(s, main.take, main.background, p) for p in extra)]
+            photos = [
+                (f"headshot-{h.preset}.jpg" if extra else SINGLE_NAME, self._worker_call(s, _image_of(h.id)))
+                for h in chosen
+            ]
+            ticket = deliveries.create(pack_photos(photos))
+            del photos
         finally:
             with self._lock:
                 if self._visit is s:
@@ -378,6 +432,101 @@ class Kiosk:
             s.phase = advance(s.phase, Phase.DELIVERY)
             s.last_activity = self.clock()
             return Delivered(self.delivery_url(), self.delivery_expires_in(), s.qr_nonce, self._view())
+
+    def print_headshot(self, render_id: str) -> PrintView:
+        """Print a headshot of this visit (REVIEW or DELIVERY, ``[print] enabled`` only): the worker lays it
+        out and queues it on its print thread, which sends it to CUPS; returns at once with the job
+        ``queued``, and ``state()`` follows it. ``PrintDisabled`` where the event offers no printing,
+        ``PrintLimit`` past the guest's or the event's prints, ``PrinterUnavailable`` while the printer is
+        out of media or offline. None of them touches the visit: the phone delivery works regardless."""
+        if not self.cfg.print.enabled:
+            raise PrintDisabled("printing is not offered at this event")
+        printer = self.printer.status()  # outside the lock: it may ask CUPS
+        with self._lock:
+            s = self._need(Phase.REVIEW, Phase.DELIVERY)
+            if render_id not in s.headshots:
+                raise NotFound("that photo is not available", code="unknown_render")
+            if s.print_pending:
+                raise Busy("please wait: your print is being sent")
+            if self._purge_owed:
+                raise PrinterUnavailable(
+                    "the printer cannot print right now; your photo can still go to your phone",
+                    code="printer_offline",
+                )
+            if len(s.prints) >= self.cfg.print.copies_per_guest:
+                raise PrintLimit("you have used all your prints")
+            if self.counters.prints_submitted >= self.cfg.print.max_prints_per_event:
+                raise PrintLimit("the prints of this event are used up")
+            if printer.state in (PrinterState.OUT_OF_MEDIA, PrinterState.OFFLINE):
+                raise PrinterUnavailable(
+                    "the printer cannot print right now; your photo can still go to your phone",
+                    code=f"printer_{printer.state.value}",
+                )
+            s.print_pending = True
+            s.last_activity = self.clock()
+        try:
+            job = self._worker_call(s, lambda w: w.print_headshot(object_id=render_id))
+        except BaseException:
+            with self._lock:
+                if self._visit is s:
+                    s.print_pending = False
+            raise
+        with self._lock:
+            # The flag drops only together with counting the job: a second tap in between would pass the
+            # limits with the old counts (found in review).
+            if self._visit is s:
+                s.print_pending = False
+            # A wipe meanwhile closed the worker's print thread first: the job was cancelled and purged.
+            self._still(s)
+            s.prints.append(job)
+            s.print_created[job.job] = self.wall()
+            self.counters.prints_submitted += 1
+            logger.info("session %s: print %s queued", s.id, job.job)
+            view = print_view(s, self.cfg, event_prints_left=self._event_prints_left())
+            assert view is not None  # printing is enabled
+            return view
+
+    def _event_prints_left(self) -> int:
+        return max(0, self.cfg.print.max_prints_per_event - self.counters.prints_submitted)
+
+    def _refresh_prints(self, s: Visit) -> None:
+        """Read the visit's prints from its worker (never waiting behind a render) and count the ones that
+        ended since the last read. Hold the lock."""
+        if s.worker is None or not any(p.status in _UNFINISHED_PRINTS for p in s.prints):
+            return
+        try:
+            jobs = s.worker.print_jobs_if_idle()
+        except (WorkerDied, WorkerRequestError):
+            return
+        if jobs is None:
+            return
+        before = {p.job: p.status for p in s.prints}
+        for job in jobs:
+            if before.get(job.job) in _UNFINISHED_PRINTS and job.status != before[job.job]:
+                if job.status == "completed":
+                    self.counters.prints_completed += 1
+                elif job.status == "failed":
+                    self.counters.prints_failed += 1
+                logger.info("session %s: print %s %s", s.id, job.job, job.status)
+        known = {p.job for p in s.prints}
+        s.prints = [job for job in jobs if job.job in known]
+
+    def _purge_print_queue(self, why: str) -> None:
+        """Cancel and purge every unfinished job on the kiosk's queue (no visit's worker is alive: at start,
+        and at WIPE after the worker ended). Logs, never raises: a missing CUPS holds no job either."""
+        if self.print_queue is None:
+            return
+        try:
+            purged = self.print_queue.purge_unfinished()
+        except IppError as exc:
+            # Owed: retried on every idle tick, and no print is taken until it succeeds, so a job of an
+            # ended visit can never come out of the printer for the next guest (found in review).
+            self._purge_owed = True
+            logger.warning("print queue not purged at %s: %s", why, exc)
+            return
+        self._purge_owed = False
+        if purged:
+            logger.warning("purged %d unfinished print job(s) at %s", purged, why)
 
     def qr_nonce(self) -> str | None:
         """The current delivery's QR nonce (``deliver``'s ``qr``), or None without a delivery."""
@@ -453,7 +602,15 @@ class Kiosk:
                 items = None
             if items is not None:
                 s.held = items
-        return visit_view(s, self.cfg, now=self.clock(), wall=self.wall(), paused=self._paused)
+            self._refresh_prints(s)
+        return visit_view(
+            s,
+            self.cfg,
+            now=self.clock(),
+            wall=self.wall(),
+            paused=self._paused,
+            event_prints_left=self._event_prints_left(),
+        )
 
     # -- timers and health -----------------------------------------------------------------------------------
 
@@ -471,6 +628,7 @@ class Kiosk:
                     self._last_error = "worker_died"
                     self._wipe(WipeReason.WORKER_DIED)
                 else:
+                    self._refresh_prints(s)
                     timeout = timeout_for(s.phase, self.cfg.session)
                     if timeout is not None and self.clock() - s.last_activity > timeout:
                         logger.info("session %s timed out in %s", s.id, s.phase.value)
@@ -480,6 +638,11 @@ class Kiosk:
                 self.deliveries.purge_expired()
             healthy = self.spares.ready or self.spares.spawning or self._visit is not None
         self.camera_checks.expire()
+        if self._purge_owed and self._visit is None and self.clock() >= self._purge_retry_at:
+            # Every 10 s, not every tick: a hung cupsd costs the IPP timeout (5 s) per try.
+            self._purge_retry_at = self.clock() + PURGE_RETRY_SECONDS
+            self._purge_print_queue("retry")
+        self.maintenance.check(self)  # an updater's pause request (outside the lock: it takes it)
         if self._visit is None:
             self.spares.spawn()
         self.notifier.status(self.status_line())
@@ -497,6 +660,15 @@ class Kiosk:
     def pause(self) -> None:
         with self._lock:
             self._paused = True
+
+    def is_paused(self) -> bool:
+        with self._lock:
+            return self._paused
+
+    def has_visit(self) -> bool:
+        """Whether a guest visit is in progress (any phase but idle)."""
+        with self._lock:
+            return self._visit is not None
 
     def resume(self) -> None:
         with self._lock:
@@ -516,7 +688,7 @@ class Kiosk:
         with self._lock:
             if require_idle and (not self._paused or self._visit is not None):
                 raise NotAllowed("pause the kiosk and wait until no visit is in progress")
-            fixed = ("camera", "store", "ui", "session", "engine", "staff", "audit")
+            fixed = ("camera", "store", "ui", "session", "engine", "staff", "audit", "print")
             changed = [name for name in fixed if getattr(cfg, name) != getattr(self.cfg, name)]
             delivery = cfg.delivery.model_copy(update={"window_minutes": self.cfg.delivery.window_minutes})
             if delivery != self.cfg.delivery:
@@ -558,6 +730,7 @@ class Kiosk:
 
     def health(self) -> Health:
         """Counts, timings and states for the staff dashboard and /metrics; never session contents."""
+        printer = self.printer.status()  # outside the lock: it may ask CUPS (cached for a few seconds)
         with self._lock:
             s = self._visit
             camera = CameraState("closed")
@@ -584,6 +757,9 @@ class Kiosk:
                 store=self.store.usage(),
                 deliveries_pending=self.deliveries.pending() if self.deliveries is not None else 0,
                 uptime_seconds=round(self.clock() - self.started_at, 1),
+                printer=printer,
+                camera_present=camera_present(self.cfg.camera),
+                update_ready=self.maintenance.ready,
             )
 
     # -- internals -------------------------------------------------------------------------------------------
@@ -660,6 +836,10 @@ class Kiosk:
         self._visit = None
         if s.worker is not None and not s.worker.end(wait_idle=WIPE_WAIT_IDLE_SECONDS):
             self.counters.cancelled_in_flight += 1
+        if s.prints or s.print_pending:
+            # The worker cancelled its jobs as it wiped, unless it was killed first: whatever of this visit
+            # is still on the queue goes now (every earlier visit's jobs went at its own WIPE).
+            self._purge_print_queue("wipe")
         try:
             self.store.wipe_session(s.id)
         except Exception:  # the failsafe must finish: log the class, never the contents

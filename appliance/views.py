@@ -15,6 +15,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
+from appliance.printing import PrinterState, PrinterStatus
 from appliance.store import StoreUsage
 from appliance.vault import HeldItem
 from appliance.workerclient import CameraState, CheckReadings
@@ -33,6 +34,8 @@ __all__ = [
     "HeldItem",
     "LastVisit",
     "PreviewFrame",
+    "PrintView",
+    "PrinterStatus",
     "TakeView",
     "VisitView",
     "WorkerHealth",
@@ -83,6 +86,26 @@ class DeliveryView:
 
 
 @dataclass(frozen=True)
+class PrintView:
+    """Printing in this visit (only where the event offers it): the latest print's kiosk job id and status
+    (``queued``, ``printing``, ``completed``, ``failed``, ``cancelled``; both None before the first print),
+    why it failed (a code, or None) and how many more prints the guest may make."""
+
+    job: str | None
+    status: str | None
+    reason: str | None
+    prints_left: int
+
+    def as_json(self) -> dict[str, Any]:
+        return {
+            "job": self.job,
+            "status": self.status,
+            "reason": self.reason,
+            "prints_left": self.prints_left,
+        }
+
+
+@dataclass(frozen=True)
 class LastVisit:
     """How the previous visit ended, for the page that asked to end it: the receipt code (None if the
     audit trail could not record it) and the outcome (``WipeReason`` value)."""
@@ -115,6 +138,7 @@ class VisitView:
     delivery: DeliveryView | None = None
     last_visit: LastVisit | None = None
     error: str | None = None
+    print: PrintView | None = None  # None where the event offers no printing (no "print" key in JSON)
 
     def as_json(self) -> dict[str, Any]:
         if self.visit is None:
@@ -131,7 +155,7 @@ class VisitView:
             if self.error is not None:
                 idle["error"] = self.error
             return idle
-        return {
+        visit: dict[str, Any] = {
             "phase": self.phase,
             "session": self.visit,
             "receipt": self.receipt,
@@ -144,6 +168,9 @@ class VisitView:
             "delivery": None if self.delivery is None else self.delivery.as_json(),
             "paused": self.paused,
         }
+        if self.print is not None:
+            visit["print"] = self.print.as_json()
+        return visit
 
 
 @dataclass(frozen=True)
@@ -209,6 +236,12 @@ class Health:
     store: StoreUsage
     deliveries_pending: int
     uptime_seconds: float
+    # The printer's state and media (``disabled`` where the event offers no printing).
+    printer: PrinterStatus = dataclasses.field(default_factory=lambda: PrinterStatus(PrinterState.DISABLED))
+    # The configured camera's device or file is there (appliance.camera_presence; not opened).
+    camera_present: bool = True
+    # An updater's pause is in force and no visit is left (appliance.maintenance).
+    update_ready: bool = False
 
     def as_json(self) -> dict[str, Any]:
         return {
@@ -228,4 +261,7 @@ class Health:
             },
             "deliveries_pending": self.deliveries_pending,
             "uptime_seconds": self.uptime_seconds,
+            "printer": self.printer.as_json(),
+            "camera_present": self.camera_present,
+            "update_ready": self.update_ready,
         }

@@ -18,8 +18,8 @@ from appliance.delivery import DeliveryTicket
 from appliance.errors import BadChoices
 from appliance.lifecycle import Phase, WipeReason, timeout_for
 from appliance.retention import delivery_window_seconds
-from appliance.views import DeliveryView, Headshot, HeldItem, TakeView, VisitView
-from appliance.workerclient import CameraState, WorkerClient
+from appliance.views import DeliveryView, Headshot, HeldItem, PrintView, TakeView, VisitView
+from appliance.workerclient import CameraState, PrintJob, WorkerClient
 
 RECEIPT_ALPHABET = "0123456789ABCDEFGHJKMNPQRSTVWXYZ"  # Crockford base32: no I, L, O, U to misread
 # Figures kept for the dashboard's latency charts: enough for a day's percentiles, bounded.
@@ -57,6 +57,10 @@ class Visit:
     # Random per delivery, part of the QR image's URL: a page can never show an earlier QR from its
     # image cache, and an old QR URL never answers with a newer guest's code.
     qr_nonce: str | None = None
+    # The visit's prints as the worker last reported them, oldest first; a print request under way.
+    prints: list[PrintJob] = field(default_factory=list)
+    print_pending: bool = False
+    print_created: dict[str, float] = field(default_factory=dict)  # kiosk job id -> epoch s submitted
 
     def headshot_like(self, take: str, background: str, preset: str) -> Headshot | None:
         """The headshot already made with these choices, if any (same choice again: reuse it, don't grow
@@ -74,6 +78,8 @@ class Visit:
         self.headshots.clear()
         self.takes.clear()
         self.held.clear()
+        self.prints.clear()
+        self.print_created.clear()
 
 
 @dataclass
@@ -92,6 +98,9 @@ class Counters:
     staff_aborts: int = 0
     cancelled_in_flight: int = 0  # wipes that cancelled a capture or render under way
     receipts_unrecorded: int = 0  # the audit trail refused or failed: the guest was told so
+    prints_submitted: int = 0  # prints accepted (the event's limit counts these)
+    prints_completed: int = 0  # prints CUPS handed to the printer
+    prints_failed: int = 0  # prints the printer or CUPS gave up on
     wipe_ms: list[float] = field(default_factory=list)
     render_ms: list[float] = field(default_factory=list)
 
@@ -145,6 +154,15 @@ def held_items(v: Visit, cfg: KioskConfig, *, idle_left: float | None, wall: flo
         item if deadline is None else dataclasses.replace(item, expires=min(item.expires, deadline))
         for item in v.held
     ]
+    for job in v.prints:
+        # A print not yet done is a copy of the headshot in the printer's RAM spool: the guest sees it here
+        # until it is printed, and the visit's end cancels and purges it.
+        if job.status in ("queued", "printing"):
+            created = v.print_created.get(job.job, wall)
+            expires = created + cfg.print.job_timeout_seconds
+            if deadline is not None:
+                expires = min(expires, deadline)
+            held.append(HeldItem(f"print-{job.job}", "print", job.bytes, created, expires))
     if v.delivery is not None:
         delivered = v.headshots.get(v.delivered or "")
         held.append(
@@ -159,7 +177,20 @@ def held_items(v: Visit, cfg: KioskConfig, *, idle_left: float | None, wall: flo
     return tuple(held)
 
 
-def visit_view(v: Visit, cfg: KioskConfig, *, now: float, wall: float, paused: bool) -> VisitView:
+def print_view(v: Visit, cfg: KioskConfig, *, event_prints_left: int) -> PrintView | None:
+    """The visit's printing as the guest page shows it; None where the event offers no printing."""
+    if not cfg.print.enabled:
+        return None
+    last = v.prints[-1] if v.prints else None
+    left = min(max(0, cfg.print.copies_per_guest - len(v.prints)), max(0, event_prints_left))
+    if last is None:
+        return PrintView(None, None, None, left)
+    return PrintView(last.job, last.status, last.reason, left)
+
+
+def visit_view(
+    v: Visit, cfg: KioskConfig, *, now: float, wall: float, paused: bool, event_prints_left: int = 0
+) -> VisitView:
     """The frozen view of live visit ``v`` at monotonic ``now`` / epoch ``wall`` (hold the facade's lock)."""
     timeout = timeout_for(v.phase, cfg.session)
     idle_left = None if timeout is None else max(0.0, timeout - (now - v.last_activity))
@@ -177,6 +208,7 @@ def visit_view(v: Visit, cfg: KioskConfig, *, now: float, wall: float, paused: b
         delivery=None
         if v.delivery is None
         else DeliveryView(max(0, int(v.delivery.expires_at - wall)), v.qr_nonce),
+        print=print_view(v, cfg, event_prints_left=event_prints_left),
     )
 
 

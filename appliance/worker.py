@@ -11,7 +11,9 @@ Life of a worker::
     open_camera          -> only after consent
     (or, instead of begin: open_camera(check=True) -> check_frame ...: the staff camera check, no vault)
     preview / capture / render / image / inventory / delete
-    wipe                 -> vault wiped (files unlinked, key destroyed), camera closed, process exits
+    print / print_jobs   -> a headshot laid out and sent to CUPS by the worker's one print thread
+    wipe                 -> unfinished print jobs cancelled and purged, vault wiped (files unlinked, key
+                            destroyed), camera closed, process exits
 
 Protocol: ``multiprocessing.connection`` messages over a socketpair inherited at exec. Requests are
 ``(op, args)`` tuples; replies are ``("ok", value)`` or ``("error", code, message)``. Both ends are ours
@@ -42,6 +44,8 @@ from appliance.camera import CameraError, ReconnectingFrameSource, make_frame_so
 from appliance.config import KioskConfig
 from appliance.hardening import harden_process, zero_array
 from appliance.logsafe import configure_logging
+from appliance.print_layout import DOCUMENT_FORMAT, print_document
+from appliance.printing import CupsQueue, PrintSpooler
 from appliance.retention import VAULT_BACKSTOP_SECONDS
 from appliance.vault import SessionVault, StoreError
 from engine.anonymise import anonymised_view
@@ -128,6 +132,8 @@ class SessionWorker:
         # Serving the staff camera check: no vault, never a visit (it is ended like one, and a fresh
         # worker serves the next guest).
         self.checking = False
+        # The visit's print thread, started by its first print (``[print] enabled`` only).
+        self.spooler: PrintSpooler | None = None
 
     # -- requests -------------------------------------------------------------------------------------------
 
@@ -299,6 +305,33 @@ class SessionWorker:
         self.takes.pop(object_id, None)
         return vault.delete(object_id)
 
+    def print_headshot(self, object_id: str) -> dict[str, Any]:
+        """Lay out a stored headshot for the printer and hand it to the print thread, which sends it to
+        CUPS from memory and follows the job (``appliance.printing``). Returns the job as the guest page
+        shows it (``{"job", "status": "queued", ...}``); how it goes on is in ``print_jobs``."""
+        vault = self._need_vault()
+        settings = self.cfg.print
+        if not settings.enabled:
+            raise WorkerError("print_disabled", "printing is not offered at this event")
+        item = next((i for i in vault.inventory() if i.id == object_id), None)
+        if item is None or item.kind != HEADSHOT_KIND:
+            raise WorkerError("unknown_render", "that photo is not available")
+        document = print_document(
+            vault.get(object_id),
+            settings.layout,
+            event_name=self.cfg.event.name,
+            brand_colour=settings.brand_colour,
+        )
+        if self.spooler is None:
+            cups = CupsQueue(str(settings.cups_socket), settings.queue)
+            self.spooler = PrintSpooler(cups, job_timeout_seconds=settings.job_timeout_seconds)
+        return self.spooler.submit(document, DOCUMENT_FORMAT)
+
+    def print_jobs(self) -> list[dict[str, Any]]:
+        """The visit's prints, oldest first (``PrintSpooler.jobs``)."""
+        self._need_vault()
+        return [] if self.spooler is None else self.spooler.jobs()
+
     def inventory(self) -> list[dict[str, Any]]:
         vault = self._need_vault()
         return [
@@ -330,6 +363,9 @@ class SessionWorker:
         unlinked, the key destroyed. Returns the number of files removed."""
         removed = 0
         try:
+            if self.spooler is not None:
+                # First: a job still queued or printing is cancelled and purged from CUPS's spool.
+                self.spooler.close()
             if self.camera is not None:
                 self.camera.close()
             for cut in self._cutouts.values():
@@ -382,6 +418,8 @@ def _serve(conn: Connection, worker: SessionWorker) -> int:
         "render": worker.render,
         "image": worker.image,
         "delete": worker.delete,
+        "print": worker.print_headshot,
+        "print_jobs": worker.print_jobs,
         "inventory": worker.inventory,
         "camera_state": worker.camera_state,
         "ping": lambda: {"pid": os.getpid()},

@@ -30,6 +30,7 @@ __all__ = [
     "CheckFrame",
     "CheckReadings",
     "Frame",
+    "PrintJob",
     "Rendered",
     "SparePool",
     "Taken",
@@ -99,6 +100,32 @@ class Rendered:
     bytes: int
     ms: float
     warnings: tuple[str, ...]
+
+
+@dataclass(frozen=True)
+class PrintJob:
+    """One print of the visit as the worker's print thread knows it: the kiosk's own job id, its status
+    (``appliance.printing.PrintJobState`` values), why it failed or was cancelled (a code, or None) and
+    CUPS's job id once CUPS has the job (the main process's backstop purge needs no more than that), and
+    the document's size in bytes (for "What we hold")."""
+
+    job: str
+    status: str
+    reason: str | None = None
+    cups_job: int | None = None
+    bytes: int = 0
+
+    @classmethod
+    def from_reply(cls, reply: dict[str, Any]) -> PrintJob:
+        cups_job = reply.get("cups_job")
+        reason = reply.get("reason")
+        return cls(
+            str(reply["job"]),
+            str(reply["status"]),
+            None if reason is None else str(reason),
+            None if cups_job is None else int(cups_job),
+            int(reply.get("bytes", 0)),
+        )
 
 
 @dataclass(frozen=True)
@@ -196,6 +223,17 @@ class WorkerClient:
     def image(self, object_id: str) -> bytes:
         """A headshot's JPEG bytes (the caller's to send and forget)."""
         return bytes(self.process.call("image", object_id=object_id))
+
+    def print_headshot(self, *, object_id: str) -> PrintJob:
+        """Lay out a headshot and queue it on the worker's print thread (``queued``); never waits for CUPS."""
+        return PrintJob.from_reply(self.process.call("print", object_id=object_id))
+
+    def print_jobs_if_idle(self) -> tuple[PrintJob, ...] | None:
+        """The visit's prints, oldest first, or None at once if the worker is busy."""
+        fresh, reply = self.process.call_if_idle("print_jobs")
+        if not fresh:
+            return None
+        return tuple(PrintJob.from_reply(job) for job in reply)
 
     def inventory_if_idle(self) -> list[HeldItem] | None:
         """What the vault holds, or None at once if the worker is busy (a state poll never waits)."""

@@ -82,10 +82,10 @@ def _median_ms(fn: Callable[[], Any], repeats: int) -> tuple[float, list[float]]
 
 
 class StepTimer:
-    """``--steps``: the time of every engine function ``engine.pipeline`` calls by name (warp, keep_guest,
-    decontaminate, apply_tone, ...) plus the two model callers, summed per render. It wraps the names in
-    that module's namespace for the life of the ``with`` block (a benchmark's instrument, never used by
-    the kiosk), so the same breakdown can be taken of any revision of the pipeline."""
+    """``--steps``: the time of every engine function ``engine.pipeline`` calls by name (warp_into,
+    keep_guest, decontaminate, tone_rects, ...) plus the two model callers, summed per render. It wraps
+    the names in that module's namespace for the life of the ``with`` block (a benchmark's instrument,
+    never used by the kiosk), so the same breakdown can be taken of any revision of the pipeline."""
 
     def __init__(self) -> None:
         self.current: dict[str, float] = {}

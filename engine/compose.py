@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import re
+from collections.abc import Sequence
 from dataclasses import dataclass
 from functools import lru_cache
 
 import cv2
 import numpy as np
 
+from engine.framing import Rect
 from engine.imageio import RgbImage
 from engine.matting import AlphaMap
 
@@ -78,7 +80,19 @@ def background_image(bg: Background, width: int, height: int, plate: RgbImage | 
     return np.full((height, width, 3), bg.rgb, dtype=np.uint8)
 
 
-def composite(foreground: RgbImage, backdrop: RgbImage, alpha: AlphaMap) -> RgbImage:
-    """α·F + (1-α)·B, all H×W; uint8 in and out (cv2.blendLinear runs vectorised on uint8)."""
-    inv = np.subtract(1.0, alpha, dtype=np.float32)
-    return np.asarray(cv2.blendLinear(foreground, backdrop, alpha, inv), dtype=np.uint8)
+def composite(
+    foreground: RgbImage, backdrop: RgbImage, alpha: AlphaMap, rects: Sequence[Rect] | None = None
+) -> RgbImage:
+    """α·F + (1-α)·B, all H×W; uint8 in and out (cv2.blendLinear runs vectorised on uint8), a new array.
+    ``rects``: rectangles outside which α is 0 (``engine.matting.nonzero_rects``): the backdrop is copied
+    and blended with the foreground only inside them; None blends every pixel."""
+    if rects is None:
+        inv = np.subtract(1.0, alpha, dtype=np.float32)
+        return np.asarray(cv2.blendLinear(foreground, backdrop, alpha, inv), dtype=np.uint8)
+    out = np.array(backdrop, dtype=np.uint8, copy=True)
+    for x0, y0, x1, y1 in rects:
+        a = alpha[y0:y1, x0:x1]
+        out[y0:y1, x0:x1] = cv2.blendLinear(
+            foreground[y0:y1, x0:x1], backdrop[y0:y1, x0:x1], a, np.subtract(1.0, a, dtype=np.float32)
+        )
+    return out

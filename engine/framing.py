@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import TypeVar
 
@@ -122,6 +123,10 @@ def _coverage(framing: Framing, image_size: tuple[int, int]) -> float:
     return float(inside.mean())
 
 
+Rect = tuple[int, int, int, int]
+"""x0, y0, x1, y1: a half-open rectangle of output pixels."""
+
+
 def warp(rgb: RgbImage, framing: Framing) -> RgbImage:
     """Resample the photo into the output frame (H×W×3 uint8, a new array owned by the caller).
 
@@ -129,25 +134,108 @@ def warp(rgb: RgbImage, framing: Framing) -> RgbImage:
     a fraction of it). Edges are replicated, not black: the matting network then sees a plausible
     continuation instead of a hard border, and ``valid_mask`` decides what is padding."""
     w, h = framing.preset.width, framing.preset.height
+    out = np.empty((h, w, 3), dtype=np.uint8)
+    warp_into(out, rgb, framing, [(0, 0, w, h)])
+    return out
+
+
+def warp_into(out: RgbImage, rgb: RgbImage, framing: Framing, rects: Sequence[Rect]) -> RgbImage:
+    """``warp``, computed only inside ``rects`` of ``out`` (the output frame, H×W×3 uint8, modified in
+    place and returned; pixels outside the rectangles are left as they are). The pipeline warps at full
+    size only where the guest's matte is nonzero: the rest of the output is backdrop, and the matting
+    input comes from ``warp_reduced``. Each rectangle is the same warp with the origin moved, so its
+    pixels are those of the whole-frame warp (to within OpenCV's 1/1024-pixel fixed-point rounding)."""
+    h, w = out.shape[:2]
     m = framing.matrix
     ph, pw = rgb.shape[:2]
-    # Bounding box of the output rectangle in photo coordinates, plus a margin for the filter taps.
-    inv = cv2.invertAffineTransform(m)
-    corners = np.array([[0, 0, 1], [w, 0, 1], [0, h, 1], [w, h, 1]], dtype=np.float64) @ inv.T
-    x0 = int(np.clip(np.floor(corners[:, 0].min()) - 2, 0, pw - 1))
-    y0 = int(np.clip(np.floor(corners[:, 1].min()) - 2, 0, ph - 1))
-    x1 = int(np.clip(np.ceil(corners[:, 0].max()) + 3, x0 + 1, pw))
-    y1 = int(np.clip(np.ceil(corners[:, 1].max()) + 3, y0 + 1, ph))
+    x0, y0, x1, y1 = _source_box(m, (w, h), (pw, ph), margin=2)
     roi = rgb[y0:y1, x0:x1]
-    shift = np.array([[1, 0, x0], [0, 1, y0], [0, 0, 1]], dtype=np.float64)
-    m = m @ shift
+    m = m @ np.array([[1, 0, x0], [0, 1, y0], [0, 0, 1]], dtype=np.float64)
     if framing.scale < 0.5:
         # warpAffine has no area filter: shrink the region first so fine detail does not alias.
         f = framing.scale
         roi = np.asarray(cv2.resize(roi, None, fx=f, fy=f, interpolation=cv2.INTER_AREA), dtype=np.uint8)
         m = m @ np.array([[1 / f, 0, 0], [0, 1 / f, 0], [0, 0, 1]], dtype=np.float64)
+    for rx0, ry0, rx1, ry1 in rects:
+        if rx1 <= rx0 or ry1 <= ry0:
+            continue
+        shifted = m.copy()
+        shifted[0, 2] -= rx0
+        shifted[1, 2] -= ry0
+        view = out[ry0:ry1, rx0:rx1]
+        res = cv2.warpAffine(
+            roi,
+            shifted,
+            (rx1 - rx0, ry1 - ry0),
+            dst=view,
+            flags=cv2.INTER_LINEAR,
+            borderMode=cv2.BORDER_REPLICATE,
+        )
+        if not np.may_share_memory(res, out):  # OpenCV wrote a new array instead of the view
+            view[:] = res
+    return out
+
+
+REDUCED_MIN_SCALE = 0.97
+"""``warp_reduced`` halves the photo (2×2 box averages) until the bilinear warp that remains scales by at
+least this much: bilinear sampling then (almost) only enlarges. Far below 1 it skips pixels and aliases
+fine detail; a scale just under 1 (0.98) is warped as it is rather than halved and enlarged 1.96×,
+which would only blur. At 0.6 MODNet's full-size matte of a white hat against a pale wall lost a patch
+that the CPU-size one kept (tests/engine/test_speed.py's bound); from 0.97 the two agree better than
+before the change."""
+
+
+def warp_reduced(rgb: RgbImage, framing: Framing, size: tuple[int, int]) -> RgbImage:
+    """The output frame at a reduced ``size`` (w, h), straight from the photo (h×w×3 uint8, a new array):
+    the matting input, without warping the full-size frame first. Pixel centres map as ``cv2.resize`` of
+    the full frame would map them (so the matte upsampled with ``cv2.resize`` lands where it belongs).
+
+    Antialiasing: the photo region is first halved with exact 2×2 box averages (OpenCV's fast INTER_AREA
+    path, a fraction of a millisecond; a fractional area filter costs ~10× more) while the warp that
+    remains would shrink by more than ``REDUCED_MIN_SCALE``, then warped bilinearly. Edges replicate,
+    as in ``warp``."""
+    w, h = size
+    k = w / framing.preset.width, h / framing.preset.height
+    # Full-frame pixel x lands at (x + 0.5)·k - 0.5 in the reduced frame (cv2.resize's convention).
+    m = np.array([[k[0], 0, 0.5 * k[0] - 0.5], [0, k[1], 0.5 * k[1] - 0.5]], dtype=np.float64) @ np.vstack(
+        [framing.matrix, [0.0, 0.0, 1.0]]
+    )
+    scale = framing.scale * min(k)
+    halvings = 0
+    while scale * 2**halvings < REDUCED_MIN_SCALE:
+        halvings += 1
+    ph, pw = rgb.shape[:2]
+    x0, y0, x1, y1 = _source_box(m, (w, h), (pw, ph), margin=2 + 2 ** (halvings + 1))
+    roi = rgb[y0:y1, x0:x1]
+    m = m @ np.array([[1, 0, x0], [0, 1, y0], [0, 0, 1]], dtype=np.float64)
+    for _ in range(halvings):
+        rh, rw = roi.shape[0] // 2, roi.shape[1] // 2
+        if rh < 2 or rw < 2:
+            break
+        # Even sides: the exact 2× box path. Reduced pixel i averages source pixels 2i and 2i+1.
+        roi = np.asarray(
+            cv2.resize(roi[: 2 * rh, : 2 * rw], (rw, rh), interpolation=cv2.INTER_AREA), dtype=np.uint8
+        )
+        m = m @ np.array([[2, 0, 0.5], [0, 2, 0.5], [0, 0, 1]], dtype=np.float64)
     out = cv2.warpAffine(roi, m, (w, h), flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
     return np.asarray(out, dtype=np.uint8)
+
+
+def _source_box(
+    m: npt.NDArray[np.float64], size: tuple[int, int], photo: tuple[int, int], *, margin: int
+) -> tuple[int, int, int, int]:
+    """Bounding box (x0, y0, x1, y1, half-open) of the photo pixels that an output of ``size`` (w, h)
+    under the forward map ``m`` (2×3 photo -> output) samples, plus ``margin`` pixels for the filter
+    taps, clipped to the photo (``photo`` = (w, h)); never empty."""
+    w, h = size
+    pw, ph = photo
+    inv = cv2.invertAffineTransform(np.asarray(m[:2], dtype=np.float64))
+    corners = np.array([[0, 0, 1], [w, 0, 1], [0, h, 1], [w, h, 1]], dtype=np.float64) @ inv.T
+    x0 = int(np.clip(np.floor(corners[:, 0].min()) - margin, 0, pw - 1))
+    y0 = int(np.clip(np.floor(corners[:, 1].min()) - margin, 0, ph - 1))
+    x1 = int(np.clip(np.ceil(corners[:, 0].max()) + margin + 1, x0 + 1, pw))
+    y1 = int(np.clip(np.ceil(corners[:, 1].max()) + margin + 1, y0 + 1, ph))
+    return x0, y0, x1, y1
 
 
 def padding_masks(
@@ -167,51 +255,108 @@ def padding_masks(
     pw, ph = image_size
     m = _scaled(framing.matrix, w / framing.preset.width, h / framing.preset.height)
     inv = cv2.invertAffineTransform(m)
-    # A row of x and a column of y, broadcast: the same float32 values as a full grid, fewer passes.
-    xs = np.arange(w, dtype=np.float32)[None, :]
-    ys = np.arange(h, dtype=np.float32)[:, None]
-    sx = inv[0, 0] * xs + inv[0, 1] * ys + inv[0, 2]
-    sy = inv[1, 0] * xs + inv[1, 1] * ys + inv[1, 2]
     # Photo pixels -> mask pixels, so the fade widths are fractions of the output whatever the zoom.
     px = framing.scale * w / framing.preset.width
-    side = max(1.0, EDGE_FADE * w)
-    fade_x = _smoothstep(np.minimum(sx + 0.5, pw - 0.5 - sx) * (px / side))
-    fade_top = _smoothstep((sy + 0.5) * (px / side))
-    fade_below = 1.0 - _smoothstep((sy - (ph - 1.0)) * (px / max(1.0, BOTTOM_FADE * h)))
-    inside_x = np.clip(np.minimum(sx + 0.5, pw - 0.5 - sx), 0, 1)
-    below = np.clip(sy - (ph - 1.5), 0, 1) * inside_x
-    valid = fade_x * fade_top * fade_below
-    return np.asarray(valid, dtype=np.float32), np.asarray(below, dtype=np.float32)
+    k_side = px / max(1.0, EDGE_FADE * w)
+    k_bottom = px / max(1.0, BOTTOM_FADE * h)
+    # The photo coordinates (sx, sy) of a mask pixel are affine in it, so their extremes over the frame
+    # are at its corners: a fade whose ramp does not reach into the frame is exactly 1 everywhere and is
+    # skipped (usually only one edge of the photo shows).
+    corners = np.array([[0, 0, 1], [w - 1, 0, 1], [0, h - 1, 1], [w - 1, h - 1, 1]], dtype=np.float64) @ inv.T
+    csx, csy = corners[:, 0], corners[:, 1]
+    need_x = min(csx.min() + 0.5, pw - 0.5 - csx.max()) * k_side < 1.0
+    need_top = (csy.min() + 0.5) * k_side < 1.0
+    need_below = csy.max() > ph - 1.5  # ``below`` > 0 somewhere (and the bottom fade starts at ph - 1)
+    # A row of x and a column of y, broadcast in float32: the same values as a full grid, fewer passes.
+    xs = np.arange(w, dtype=np.float32)[None, :]
+    ys = np.arange(h, dtype=np.float32)[:, None]
+    sx = np.float32(inv[0, 0]) * xs + np.float32(inv[0, 1]) * ys + np.float32(inv[0, 2])
+    sy = np.float32(inv[1, 0]) * xs + np.float32(inv[1, 1]) * ys + np.float32(inv[1, 2])
+    valid = np.ones((h, w), dtype=np.float32)
+    below = np.zeros((h, w), dtype=np.float32)
+    if need_x or need_below:
+        to_side = np.minimum(sx + 0.5, pw - 0.5 - sx)  # photo pixels to the nearer side edge
+        if need_x:
+            valid *= _smoothstep(to_side * k_side)
+        if need_below:
+            np.multiply(np.clip(sy - (ph - 1.5), 0, 1), np.clip(to_side, 0, 1), out=below)
+    if need_top:
+        valid *= _smoothstep((sy + 0.5) * k_side)
+    if need_below:
+        valid *= 1.0 - _smoothstep((sy - (ph - 1.0)) * k_bottom)
+    return valid, below
 
 
 def _smoothstep(t: npt.NDArray[np.float32]) -> npt.NDArray[np.float32]:
-    t = np.clip(t, 0.0, 1.0)
+    t = np.clip(t, 0.0, 1.0, dtype=np.float32)
     return np.asarray(t * t * (3.0 - 2.0 * t), dtype=np.float32)
 
 
-def soften_continuation(crop: RgbImage, below: npt.NDArray[np.float32]) -> RgbImage:
+def continuation_fill(image: RgbImage, size: tuple[int, int]) -> RgbImage:
+    """What clothing continues as below the photo: ``image`` (the output frame at any scale) reduced to an
+    eighth of ``size`` (w, h) and blurred, mostly sideways (σ = w/40 across, h/100 down, in output
+    pixels): h/8 × w/8 × 3 uint8, a new array. A field this smooth loses nothing at an eighth of the size
+    (a quarter cost four times as much for the same look). One fill serves every scale of the frame
+    (``soften_continuation``'s ``fill``)."""
+    w, h = size
+    small = cv2.resize(image, (max(8, w // 8), max(8, h // 8)), interpolation=cv2.INTER_AREA)
+    small = cv2.GaussianBlur(small, (0, 0), sigmaX=max(1.0, w / 320), sigmaY=max(0.5, h / 800))
+    return np.asarray(small, dtype=np.uint8)
+
+
+def soften_continuation(
+    crop: RgbImage,
+    below: npt.NDArray[np.float32],
+    *,
+    fill: RgbImage | None = None,
+    rects: Sequence[Rect] | None = None,
+) -> RgbImage:
     """Where the output extends below the photo, replicated edge pixels make vertical streaks. Blend
     them into a horizontally blurred version so clothing simply continues. ``below`` may be at any
-    scale of the output; ``crop`` is modified in place and returned."""
+    scale of the output; ``crop`` is modified in place and returned.
+
+    ``fill``: the blurred version (``continuation_fill``), when the caller made it from a complete copy of
+    the frame; None makes it from ``crop``. ``rects``: blend only inside these rectangles of ``crop``
+    (the pixels a matte keeps); None blends every column."""
     if not below.any():
         return crop
     h, w = crop.shape[:2]
     # Ramp in over a few percent of the height so the photo's last row does not show as a seam
     # (blurred at the mask's own, smaller scale: same look, a fraction of the cost).
-    ramp = np.asarray(cv2.GaussianBlur(below, (0, 0), sigmaX=max(1.0, below.shape[0] / 80)), dtype=np.float32)
+    ramp = _ramp(below)
     # Rows above the ramp keep the photo exactly (weight 0), so only the rows from the first one the
     # ramp reaches are resized and blended: the same pixels as doing all of them, at a fraction of the cost.
     rows = np.flatnonzero(ramp.any(axis=1))
     first = max(0, int((int(rows[0]) - 1) * h / ramp.shape[0]) - 2) if rows.size else h
     if first >= h:
         return crop
-    small = cv2.resize(crop, (max(8, w // 4), max(8, h // 4)), interpolation=cv2.INTER_AREA)
-    small = cv2.GaussianBlur(small, (0, 0), sigmaX=max(1.0, w / 160), sigmaY=max(1.0, h / 400))
-    blurred = resize_rows(np.asarray(small, dtype=np.uint8), (w, h), first)
+    if fill is None:
+        fill = continuation_fill(crop, (w, h))
+    blurred = resize_rows(np.asarray(fill, dtype=np.uint8), (w, h), first)
     weight = resize_rows(ramp, (w, h), first)
-    part = crop[first:]
-    part[:] = cv2.blendLinear(blurred, part, weight, np.subtract(1.0, weight, dtype=np.float32))
+    for x0, top, x1, y1 in [(0, first, w, h)] if rects is None else rects:
+        y0 = max(top, first)
+        if y1 <= y0 or x1 <= x0:
+            continue
+        part = crop[y0:y1, x0:x1]
+        r0, r1 = y0 - first, y1 - first
+        wt = weight[r0:r1, x0:x1]
+        part[:] = cv2.blendLinear(blurred[r0:r1, x0:x1], part, wt, np.subtract(1.0, wt, dtype=np.float32))
     return crop
+
+
+def _ramp(below: npt.NDArray[np.float32]) -> npt.NDArray[np.float32]:
+    """``below`` Gaussian-blurred (σ = its height / 80), computed only from a kernel radius above its first
+    nonzero row: the rows above are zeros in and out, so the result is the same as blurring all of it."""
+    sigma = max(1.0, below.shape[0] / 80)
+    rows = np.flatnonzero(below.any(axis=1))
+    out = np.zeros_like(below, dtype=np.float32)
+    if rows.size == 0:
+        return out
+    # OpenCV's float Gaussian kernel reaches 4σ; two rows more keep the reflected border inside zeros.
+    top = max(0, int(rows[0]) - math.ceil(4 * sigma) - 2)
+    out[top:] = cv2.GaussianBlur(below[top:], (0, 0), sigmaX=sigma)
+    return out
 
 
 def resize_rows(src: _Plane, size: tuple[int, int], first: int) -> _Plane:
@@ -243,11 +388,15 @@ def continue_alpha(alpha: npt.NDArray[np.float32], below: npt.NDArray[np.float32
     cols = np.nonzero(first < h)[0]
     if cols.size == 0:
         return
-    src_rows = np.maximum(first[cols] - 1, 0)
-    rows = np.arange(h)[:, None]
-    fill = rows >= first[cols][None, :]
-    block = alpha[:, cols]
-    alpha[:, cols] = np.where(fill, alpha[src_rows, cols][None, :], block)
+    # The span of those columns, from the first continued row down: nothing above or beside it moves
+    # (a column without continuation has first = h, so its rows are never filled).
+    c0, c1 = int(cols[0]), int(cols[-1]) + 1
+    span = first[c0:c1]
+    top = int(span.min())
+    last_real = alpha[np.minimum(np.maximum(span - 1, 0), h - 1), np.arange(c0, c1)]
+    block = alpha[top:, c0:c1]
+    fill = np.arange(top, h)[:, None] >= span[None, :]
+    np.copyto(block, np.broadcast_to(last_real[None, :], block.shape), where=fill)
 
 
 def _scaled(m: npt.NDArray[np.float64], fx: float, fy: float) -> npt.NDArray[np.float64]:

@@ -104,6 +104,13 @@ class OnnxRuntimeBackend:
         opts.inter_op_num_threads = 1
         opts.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
         opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+        # No busy-waiting: by default the pool's threads spin for a while after every run, waiting for
+        # the next one. Here the next one is far off (tone, edges, compositing and encoding run in
+        # between, and the kiosk's preview and UI share the few cores), so spinning only takes CPU from
+        # that work: on the 2-core development machine under load, render overhead fell by a third and
+        # MODNet itself got faster (make bench, BENCHMARKS.md).
+        # https://onnxruntime.ai/docs/performance/tune-performance/threading.html
+        opts.add_session_config_entry("session.intra_op.allow_spinning", "0")
         # Memory pattern and the CPU arena stay at their defaults (on): they make repeat runs with the
         # same shapes cheaper, and turning them off is only worth it if a benchmark (make bench) shows it.
         try:

@@ -22,19 +22,22 @@ from engine.framing import (
     PRESETS,
     Framing,
     Preset,
+    Rect,
+    continuation_fill,
     continue_alpha,
     frame_face,
     padding_masks,
     soften_continuation,
-    warp,
+    warp_into,
+    warp_reduced,
 )
 from engine.imageio import DecodedPhoto, RgbImage, decode, encode_jpeg
-from engine.matting import AlphaMap, Matter, decontaminate, refine_alpha
+from engine.matting import AlphaMap, Matter, decontaminate, nonzero_rects, refine_alpha
 from engine.models import FACE_DETECTION, MATTING, verified_path
-from engine.retouch import FaceGeometry, map_face, skin_patch_mask, smooth_skin
+from engine.retouch import FaceGeometry, face_window, map_face, skin_patch_mask, smooth_skin
 from engine.runtime import open_backend
 from engine.scene import box_iou, boxes_in_crop, face_problem, keep_guest
-from engine.tone import apply_tone
+from engine.tone import measure_tone, tone_rects
 
 logger = logging.getLogger(__name__)
 
@@ -72,7 +75,7 @@ class Cutout:
 
     All arrays are output-sized (``preset.height`` × ``preset.width``) and owned by the cutout;
     ``foreground`` is already toned and retouched; ``plate`` is the old background without the person,
-    at quarter size (it is only ever shown blurred)."""
+    at a quarter of the size or less (it is only ever shown blurred)."""
 
     preset: Preset
     framing: Framing
@@ -82,6 +85,9 @@ class Cutout:
     alpha: AlphaMap
     plate: RgbImage
     warnings: tuple[str, ...]
+    region: tuple[Rect, ...] | None = None
+    """Rectangles of the output outside which ``alpha`` is 0 (``engine.matting.nonzero_rects``); None:
+    anywhere. ``foreground`` is zero outside them."""
 
     def release(self) -> None:
         """Zero the pixel buffers now instead of waiting for the garbage collector (they are guest data)."""
@@ -103,23 +109,6 @@ class Headshot:
     backend: str
     timings_ms: dict[str, float]
     warnings: tuple[str, ...]
-
-
-def shrink(image: RgbImage, size: tuple[int, int]) -> RgbImage:
-    """``image`` reduced to ``size`` (w, h) without aliasing, as a new array: halved with an area filter
-    while it stays at least twice the target (OpenCV's exact 2× box path, a fraction of a millisecond at
-    1024²), then the last step below 2×, bilinear (an area filter at a fractional ratio costs ~10× more)."""
-    w, h = size
-    out = image
-    while out.shape[1] >= 2 * w and out.shape[0] >= 2 * h:
-        out = np.asarray(
-            cv2.resize(out, (out.shape[1] // 2, out.shape[0] // 2), interpolation=cv2.INTER_AREA),
-            dtype=np.uint8,
-        )
-    if out.shape[:2] == (h, w):
-        return out if out is not image else image.copy()
-    interpolation = cv2.INTER_AREA if out is image else cv2.INTER_LINEAR
-    return np.asarray(cv2.resize(out, (w, h), interpolation=interpolation), dtype=np.uint8)
 
 
 class HeadshotEngine:
@@ -241,12 +230,17 @@ class HeadshotEngine:
         with t.stage("compose"):
             framing = frame_face(face, size, p)
             mh, mw = self._matte_size(p)
-            crop = warp(rgb, framing)
-            valid = below = None
+            # The matting input straight from the photo; the full-size frame is warped later, and only
+            # where the guest's matte is (``warp_into``).
+            small = warp_reduced(rgb, framing, (mw, mh))
+            valid = below = fill = None
             if framing.coverage < 1.0:
                 valid, below = padding_masks(size, framing, (mw, mh))
-                soften_continuation(crop, below)
-            small = shrink(crop, (mw, mh))
+                if below.any():
+                    fill = continuation_fill(small, (p.width, p.height))
+                    soften_continuation(small, below, fill=fill)
+                else:
+                    below = None
         with t.stage("matte"):
             t0 = time.perf_counter()
             alpha_small = self._matter.matte(small)
@@ -266,25 +260,42 @@ class HeadshotEngine:
                 + [f.bbox for f in in_crop]
                 if box_iou(b, guest_box) < 0.3
             ]
-            if valid is not None and below is not None:
+            if below is not None:
                 continue_alpha(alpha_small, below)
+            if valid is not None:
                 alpha_small *= valid
             guest_only = keep_guest(alpha_small, small, guest_box, other_boxes)
             alpha_small = guest_only.alpha
             up = cv2.resize(alpha_small, (p.width, p.height), interpolation=cv2.INTER_LINEAR)
             alpha = refine_alpha(np.asarray(up, dtype=np.float32))
-            fg, plate = decontaminate(crop, alpha)
+            # Everything at full size happens where the guest is: outside these rectangles α = 0 and the
+            # headshot shows the backdrop (35-45 % of the frame is the guest).
+            rects = nonzero_rects(alpha)
+            # Zeros, not np.empty: the foreground outside the rectangles must not be stale memory.
+            fg = warp_into(np.zeros((p.height, p.width, 3), dtype=np.uint8), rgb, framing, rects)
+            if below is not None:
+                soften_continuation(fg, below, fill=fill, rects=rects)
+            fg, plate = decontaminate(
+                fg, alpha, context=(small, refine_alpha(alpha_small)), in_place=True, rects=rects
+            )
             geom = map_face(face, framing)
-            skin = skin_patch_mask(geom, (p.height, p.width), alpha)
-            fg = apply_tone(fg, skin, estimate_from=small, estimate_mask=alpha_small < 0.1).image
+            window = face_window(geom, (p.width, p.height))
+            x0, y0, x1, y1 = window
+            skin = skin_patch_mask(geom, (y1 - y0, x1 - x0), alpha[y0:y1, x0:x1], origin=(x0, y0))
+            if skin.any():
+                # Every 3rd skin pixel: face statistics are means (see ``engine.tone.apply_tone``).
+                face_px = fg[y0:y1, x0:x1].reshape(-1, 3)[np.flatnonzero(skin)[::3]]
+                gains, pivot = measure_tone(face_px, small, alpha_small < 0.1)
+                tone_rects(fg, gains, pivot, rects)
             if self.cfg.skin_smoothing if smoothing is None else smoothing:
-                fg = smooth_skin(fg, geom, alpha)
-            crop.fill(0)  # guest pixels: don't leave them for the allocator
-            small.fill(0)
+                smooth_skin(fg, geom, alpha, in_place=True)
+            small.fill(0)  # guest pixels: don't leave them for the allocator
+            if fill is not None:
+                fill.fill(0)
         notes: tuple[str, ...] = ("face_partly_out_of_frame",) if framing.coverage < 0.85 else ()
         if other_boxes or guest_only.removed > 0.05:
             notes += ("several_faces",)
-        return Cutout(p, framing, face, geom, fg, alpha, plate, notes)
+        return Cutout(p, framing, face, geom, fg, alpha, plate, notes, tuple(rects))
 
     def compose(self, cut: Cutout, background: str | Background, timings: Timings | None = None) -> RgbImage:
         """The headshot pixels for one background (H×W×3 uint8, owned by the caller)."""
@@ -292,7 +303,7 @@ class HeadshotEngine:
         t = timings or Timings()
         with t.stage("compose"):
             backdrop = background_image(bg, cut.preset.width, cut.preset.height, cut.plate)
-            return composite(cut.foreground, backdrop, cut.alpha)
+            return composite(cut.foreground, backdrop, cut.alpha, cut.region)
 
     def encode(self, rgb: RgbImage, timings: Timings | None = None) -> bytes:
         t = timings or Timings()

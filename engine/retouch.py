@@ -50,6 +50,15 @@ def map_face(face: Face, framing: Framing) -> FaceGeometry:
     )
 
 
+def face_window(geom: FaceGeometry, size: tuple[int, int], pad: float = 0.25) -> tuple[int, int, int, int]:
+    """The face's box grown by ``pad`` of its width on each side, clipped to a frame of ``size`` (w, h):
+    (x0, y0, x1, y1) in output pixels, half-open. The cheek patch and the retouch stay inside it."""
+    w, h = size
+    x0, y0, x1, y1 = geom.bbox
+    p = pad * (x1 - x0)
+    return max(0, int(x0 - p)), max(0, int(y0 - p)), min(w, int(x1 + p)), min(h, int(y1 + p))
+
+
 def skin_patch_mask(
     geom: FaceGeometry,
     shape: tuple[int, int],
@@ -92,6 +101,21 @@ def guided_smooth(image: RgbImage, *, radius: int, eps: float, subsample: int = 
     coefficients are computed at 1/``subsample`` of the size (``radius`` scaled alike) and upsampled; only
     the final ``a·I + b`` runs at full size, on the full-size pixels, so texture edges stay sharp."""
     h, w = image.shape[:2]
+    a, b = guided_coefficients(image, radius=radius, eps=eps, subsample=subsample)
+    if a.shape[:2] != (h, w):
+        a = np.asarray(cv2.resize(a, (w, h), interpolation=cv2.INTER_LINEAR), dtype=np.float32)
+        b = np.asarray(cv2.resize(b, (w, h), interpolation=cv2.INTER_LINEAR), dtype=np.float32)
+    a *= image  # a·I + b on the full-size pixels, in place
+    a += b
+    return a
+
+
+def guided_coefficients(
+    image: RgbImage, *, radius: int, eps: float, subsample: int = 1
+) -> tuple[npt.NDArray[np.float32], npt.NDArray[np.float32]]:
+    """The self-guided filter's linear coefficients (a, b) of ``guided_smooth``, at 1/``subsample`` of the
+    size ((h // s) × (w // s) × 3 float32; ``b`` in 0..255): the filtered image is a·I + b."""
+    h, w = image.shape[:2]
     s = max(1, subsample)
     low_u8 = (
         image if s == 1 else cv2.resize(image, (max(1, w // s), max(1, h // s)), interpolation=cv2.INTER_AREA)
@@ -106,16 +130,12 @@ def guided_smooth(image: RgbImage, *, radius: int, eps: float, subsample: int = 
     b = np.asarray(mean - a * mean, dtype=np.float32)
     a = np.asarray(cv2.blur(a, k), dtype=np.float32)
     b = np.asarray(cv2.blur(b, k), dtype=np.float32) * 255  # the output is in 0..255, like ``image``
-    if s > 1:
-        a = np.asarray(cv2.resize(a, (w, h), interpolation=cv2.INTER_LINEAR), dtype=np.float32)
-        b = np.asarray(cv2.resize(b, (w, h), interpolation=cv2.INTER_LINEAR), dtype=np.float32)
-    a *= image  # a·I + b on the full-size pixels, in place
-    a += b
-    return a
+    return a, b
 
 
-def smooth_skin(image: RgbImage, geom: FaceGeometry, alpha: AlphaMap) -> RgbImage:
-    """Edge-preserving smoothing of facial skin only, blended at ``SMOOTHING_STRENGTH``.
+def smooth_skin(image: RgbImage, geom: FaceGeometry, alpha: AlphaMap, *, in_place: bool = False) -> RgbImage:
+    """Edge-preserving smoothing of facial skin only, blended at ``SMOOTHING_STRENGTH``. Returns a new
+    array, or ``image`` itself, modified, when ``in_place``.
 
     Skin is found by the face's *own* chroma (median Cr/Cb of the cheek patch, then pixels near it),
     not by a fixed "skin colour" range, so it works the same for every skin tone. Eyes, brows and lips
@@ -127,10 +147,9 @@ def smooth_skin(image: RgbImage, geom: FaceGeometry, alpha: AlphaMap) -> RgbImag
     d = geom.eye_distance
     if d < 12:
         return image  # face too small in the output for retouching to matter
-    x0, y0, x1, y1 = geom.bbox
-    pad = 0.25 * (x1 - x0)
-    rx0, ry0 = max(0, int(x0 - pad)), max(0, int(y0 - pad))
-    rx1, ry1 = min(w, int(x1 + pad)), min(h, int(y1 + pad))
+    rx0, ry0, rx1, ry1 = face_window(geom, (w, h))
+    # Even sides: the half-size maps then upsample by exactly 2, also block by block (below).
+    rx1, ry1 = rx0 + (rx1 - rx0) // 2 * 2, ry0 + (ry1 - ry0) // 2 * 2
     if rx1 - rx0 < 8 or ry1 - ry0 < 8:
         return image
     roi = image[ry0:ry1, rx0:rx1]
@@ -147,10 +166,12 @@ def smooth_skin(image: RgbImage, geom: FaceGeometry, alpha: AlphaMap) -> RgbImag
     fy, fx = hh / (ry1 - ry0), hw / (rx1 - rx0)
     low = cv2.resize(roi, (hw, hh), interpolation=cv2.INTER_AREA)
     ycc = cv2.cvtColor(low, cv2.COLOR_RGB2YCrCb)
-    diff = (ycc[..., 1:].astype(np.float32) - ref.astype(np.float32)) * (1.0 / (2.0 * spread)).astype(
-        np.float32
-    )
-    dist = cv2.magnitude(diff[..., 0], diff[..., 1])
+    # Distance to the face's chroma, in units of its spread, per code value: two 256-entry tables looked
+    # up per pixel (the same sums as computing the differences per pixel, without the float images).
+    codes = np.arange(256, dtype=np.float32)
+    d_cr = np.square((codes - np.float32(ref[0])) * np.float32(1.0 / (2.0 * spread[0])))
+    d_cb = np.square((codes - np.float32(ref[1])) * np.float32(1.0 / (2.0 * spread[1])))
+    dist = np.sqrt(d_cr[ycc[..., 1]] + d_cb[ycc[..., 2]])
     skin = np.clip(1.5 - dist, 0, 1)
     a_low = np.asarray(cv2.resize(a_roi, (hw, hh), interpolation=cv2.INTER_AREA), dtype=np.float32)
     skin *= np.clip((a_low - 0.5) * 2, 0, 1)
@@ -159,14 +180,30 @@ def smooth_skin(image: RgbImage, geom: FaceGeometry, alpha: AlphaMap) -> RgbImag
         cv2.circle(skin, centre, max(1, round(r * fx)), 0.0, thickness=-1)
     skin = cv2.GaussianBlur(skin, (0, 0), sigmaX=max(0.5, d * 0.04 * fx))
     skin *= SMOOTHING_STRENGTH
-    weight = np.asarray(
-        cv2.resize(skin, (rx1 - rx0, ry1 - ry0), interpolation=cv2.INTER_LINEAR), dtype=np.float32
-    )
-    smoothed8 = cv2.convertScaleAbs(
-        guided_smooth(roi, radius=max(2, round(d * 0.06)), eps=(0.035**2), subsample=2)
-    )
-    out = image.copy()
-    out[ry0:ry1, rx0:rx1] = cv2.blendLinear(
-        smoothed8, roi, weight, np.subtract(1.0, weight, dtype=np.float32)
-    )
+    # The blend weight·(a·I + b) + (1 - weight)·I  ==  I·(1 + weight·(a - 1)) + weight·b, with the
+    # weight folded into the guided filter's coefficients at half size: two upsampled fields and one
+    # multiply-add at full size (the weight, the filtered face and the blend were three full-size passes).
+    # Only the block where the weight can move a pixel by half a code value or more (weight·255 ≥ 0.5)
+    # is upsampled and applied, with a half-size pixel of margin for the bilinear taps: elsewhere the
+    # result would round back to the pixel itself (the face window is mostly hair, ears and backdrop).
+    busy = skin >= 1.0 / 512
+    out = image if in_place else image.copy()
+    if not busy.any():
+        return out
+    rows, cols = np.flatnonzero(busy.any(axis=1)), np.flatnonzero(busy.any(axis=0))
+    r0, r1 = max(0, int(rows[0]) - 1), min(hh, int(rows[-1]) + 2)
+    c0, c1 = max(0, int(cols[0]) - 1), min(hw, int(cols[-1]) + 2)
+    ga, gb = guided_coefficients(roi, radius=max(2, round(d * 0.06)), eps=(0.035**2), subsample=2)
+    weight = np.repeat(np.asarray(skin[r0:r1, c0:c1], dtype=np.float32)[..., None], 3, axis=2)
+    gain_low = ga[r0:r1, c0:c1] - 1.0
+    gain_low *= weight
+    gain_low += 1.0
+    offset_low = gb[r0:r1, c0:c1] * weight
+    size = (2 * (c1 - c0), 2 * (r1 - r0))
+    gain = np.asarray(cv2.resize(gain_low, size, interpolation=cv2.INTER_LINEAR), dtype=np.float32)
+    offset = np.asarray(cv2.resize(offset_low, size, interpolation=cv2.INTER_LINEAR), dtype=np.float32)
+    block = (slice(ry0 + 2 * r0, ry0 + 2 * r1), slice(rx0 + 2 * c0, rx0 + 2 * c1))
+    gain *= image[block]
+    gain += offset
+    out[block] = cv2.convertScaleAbs(gain)
     return out

@@ -34,7 +34,7 @@ from flask_babel import Babel, get_locale
 from markupsafe import Markup
 from werkzeug.exceptions import HTTPException
 
-from appliance.delivery import Collection, DeliveryGone, DeliveryStore
+from appliance.delivery import Collection, DeliveryGone, DeliveryStore, unpack_photos
 from kiosk_ui import security
 from kiosk_ui.i18n import pick_locale
 
@@ -59,7 +59,7 @@ button:disabled{opacity:.6;cursor:default}
 border:2px solid #0b5cad;border-radius:12px;color:#0b5cad;font-weight:700;text-align:center;
 text-decoration:none}
 #share{margin:0 0 1rem}
-#photo{display:block;width:100%;height:auto;margin:0 0 1rem;border-radius:12px;background:#ddd}
+#photo,.photo{display:block;width:100%;height:auto;margin:0 0 1rem;border-radius:12px;background:#ddd}
 .small{font-size:.9rem;color:#444}
 [hidden]{display:none!important}
 """
@@ -77,6 +77,10 @@ PAGE_CSP = (
 # The page's id for one Save: a repeat with the same one from the same phone within the store's repeat
 # grace is served again (appliance.delivery). Anything else in the field counts as no id.
 _ATTEMPT = re.compile(r"[A-Za-z0-9_-]{16,64}")
+
+# The page's script asks for every photo of a link with several (``want=all``) and reads them from this
+# body: appliance.delivery.pack_photos's layout, which delivery.js parses.
+BUNDLE_TYPE = "application/vnd.headshot-kiosk.photos"
 
 NOT_FOUND_BODY = "Not found\n"
 # Per client address: enough for a guest retrying on a flaky network and for a household of phones behind
@@ -212,12 +216,13 @@ def create_delivery_app(
     @app.get("/d/<token>", provide_automatic_options=False)
     def landing(token: str) -> Any:
         try:
-            size = deliveries().peek(token)
+            photos = deliveries().peek_photos(token)
         except DeliveryGone:
             return _not_found()
         page = render_template(
             "delivery.html",
-            size_kib=max(1, round(size / 1024)),
+            count=len(photos),
+            size_kib=max(1, round(sum(size for _name, size in photos) / 1024)),
             attempt=secrets.token_urlsafe(16),
             css=Markup(PAGE_CSS),  # noqa: S704 - our own constant, allowed by its hash in the CSP
             script=Markup(PAGE_JS),  # noqa: S704 - our own file, allowed by its hash in the CSP
@@ -240,14 +245,27 @@ def create_delivery_app(
         except DeliveryGone:
             logger.info("delivery link refused (unknown, expired or already used)")
             return _not_found()
-        logger.info("delivery on its way (%d bytes)", len(jpeg))
+        # Several crops travel as one bundle to the page's script, which asks for them all; the plain form
+        # (no script) gets the main photo as a JPEG, as it always did.
+        try:
+            photos = unpack_photos(jpeg)
+        except ValueError:
+            store.settle(collection, delivered=False)
+            logger.error("delivery link holds an unreadable bundle")
+            return _plain("Something went wrong\n", 500)
+        bundle = len(photos) > 1 and request.form.get("want") == "all"
+        payload = jpeg if bundle else photos[0][1]
+        logger.info("delivery on its way (%d photo(s), %d bytes)", len(photos) if bundle else 1, len(payload))
         on_sent = request.environ.get("kiosk.on_sent")
-        body = _Photo(jpeg, _settler(store, collection), fronted=on_sent is not None)
+        body = _Photo(payload, _settler(store, collection), fronted=on_sent is not None)
         if on_sent is not None:
             on_sent(body.outcome)
-        response = Response(body, mimetype="image/jpeg")
-        response.headers["Content-Length"] = str(len(jpeg))
-        response.headers["Content-Disposition"] = 'attachment; filename="headshot.jpg"'
+        if bundle:
+            response = Response(body, mimetype=BUNDLE_TYPE)
+        else:
+            response = Response(body, mimetype="image/jpeg")
+            response.headers["Content-Disposition"] = 'attachment; filename="headshot.jpg"'
+        response.headers["Content-Length"] = str(len(payload))
         return response
 
     @app.errorhandler(HTTPException)

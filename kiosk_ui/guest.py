@@ -15,7 +15,9 @@ from typing import Any
 
 from flask import Blueprint, Response, current_app, jsonify, render_template, request, url_for
 from flask_babel import get_locale
+from flask_babel import gettext as _
 
+from appliance.consent import CONSENT_CATALOGS, CONSENT_DOMAIN
 from appliance.errors import KioskError
 from appliance.kiosk import Kiosk
 from appliance.views import Ended, PreviewFrame
@@ -23,6 +25,7 @@ from appliance.wifi import read_wifi_join
 from kiosk_ui import qr, security
 from kiosk_ui.errors import http_status
 from kiosk_ui.i18n import LANGUAGE_NAMES
+from kiosk_ui.speech import Speech, SpeechRefused, SpeechUnavailable, catalog_texts
 from kiosk_ui.strings import client_strings, consent_summary
 
 bp = Blueprint("guest", __name__)
@@ -73,6 +76,22 @@ class Guidance:
 def _kiosk() -> Kiosk:
     kiosk: Kiosk = current_app.extensions["kiosk"]
     return kiosk
+
+
+def _speech() -> Speech:
+    """The kiosk's speech (issue 14.2), made on first use: the texts of the guest catalog and of the consent
+    screen in the event's languages, the event's name and the countdown's numbers."""
+    speech: Speech | None = current_app.extensions.get("kiosk_ui.speech")
+    if speech is None:
+        cfg = _kiosk().cfg
+        languages = list(cfg.event.languages)
+        texts = catalog_texts(Path(__file__).parent / "translations", languages)
+        for lang, items in catalog_texts(CONSENT_CATALOGS, languages, CONSENT_DOMAIN).items():
+            texts.setdefault(lang, []).extend(items)
+        countdown = [str(n) for n in range(1, cfg.session.countdown_seconds + 1)]
+        speech = Speech(texts, extra=[cfg.event.name, *countdown], fills=[cfg.event.name])
+        current_app.extensions["kiosk_ui.speech"] = speech
+    return speech
 
 
 def _guidance() -> Guidance:
@@ -164,6 +183,8 @@ def index() -> str:
         "window_minutes": cfg.delivery.window_minutes,
         "strings": client_strings(),
         "wifi": _wifi_page(cfg.delivery.wifi_qr_path),
+        "print": _print_page(cfg.print.enabled, cfg.print.copies_per_guest),
+        "speech": url_for("guest.speech_wav"),
     }
     return render_template(
         "index.html",
@@ -173,6 +194,33 @@ def index() -> str:
         summary=consent_summary(cfg),
         page_json=_page_json(page),
     )
+
+
+def _print_page(enabled: bool, copies: int) -> dict[str, Any] | None:
+    """What the page script needs to offer printing: None where the event offers none (no Print button,
+    nothing said about printing). ``strings`` are keyed by print status and refusal code."""
+    if not enabled:
+        return None
+    return {
+        "copies": copies,
+        "strings": {
+            "print": _("Print"),
+            "print_again": _("Print another ({n} left)"),
+            "queued": _("Sending your print to the printer..."),
+            "printing": _("Printing... please wait here."),
+            "completed": _("Collect your print from the printer."),
+            "failed": _("The print did not work. Your photo can still go to your phone."),
+            "cancelled": _("The print was cancelled."),
+            "error_print_limit": _("No more prints are available."),
+            "error_printer_out_of_media": _(
+                "The printer is out of paper. Please ask staff; your photo can still go to your phone."
+            ),
+            "error_printer_offline": _(
+                "The printer is not available. Your photo can still go to your phone."
+            ),
+            "kind_print": _("Print waiting for the printer"),
+        },
+    }
 
 
 def _wifi_page(path: Path | None) -> dict[str, str] | None:
@@ -197,13 +245,34 @@ def notice() -> str:
     as the kiosk page, so a visit wiped while it is open sends the screen back to the start."""
     cfg = _kiosk().cfg
     locale = str(get_locale())
-    page = {"lang": locale, "home": _home_url(), "strings": client_strings()}
+    page = {
+        "lang": locale,
+        "home": _home_url(),
+        "strings": client_strings(),
+        "speech": url_for("guest.speech_wav"),
+    }
     return render_template(
         "notice.html", cfg=cfg, locale=locale, summary=consent_summary(cfg), page_json=_page_json(page)
     )
 
 
 # -- API --------------------------------------------------------------------------------------------------
+
+
+@bp.get("/api/speech.wav")
+def speech_wav() -> Response:
+    """A text the guest screens show, spoken in ``lang`` (WAV, made on the kiosk by espeak-ng). Any other
+    text: 404 ``not_speakable``; no espeak-ng: 503 ``speech_unavailable`` (the page goes on silently).
+    The text is never logged: it is a catalog text, but the refusals could be anything."""
+    lang = request.args.get("lang", "")
+    text = request.args.get("text", "")
+    try:
+        audio = _speech().wav(lang, text)
+    except SpeechRefused:
+        raise ApiError("not_speakable", "This text is not one the kiosk's screens show.", 404) from None
+    except SpeechUnavailable:
+        raise ApiError("speech_unavailable", "Speech is not available on this kiosk.", 503) from None
+    return Response(audio, mimetype="audio/wav")
 
 
 @bp.post("/api/session")
@@ -298,10 +367,24 @@ def render_image(render_id: str) -> Response:
 @bp.post("/api/session/deliver")
 def deliver() -> Response:
     data = _body()
-    result = _kiosk().deliver(_text(data, "render"))
+    also = data.get("also_presets", [])
+    if not isinstance(also, list) or not all(isinstance(p, str) for p in also):
+        raise ApiError("bad_request", "'also_presets' must be a list of crop names.")
+    result = _kiosk().deliver(_text(data, "render"), also)
     # The QR image's URL is new for every delivery: a browser answers a repeated <img src> from the
     # document's image cache without asking (issue 11: the next guest was shown the previous QR).
     return jsonify({**result.as_json(), "qr": url_for("guest.qr_png", v=result.qr)})
+
+
+@bp.post("/api/session/print")
+def print_headshot() -> Response:
+    """Print a headshot of this visit (where the event offers printing): ``{"job", "status", ...}`` at
+    once; ``GET /api/session`` follows the job. Where printing is off: 404 ``print_disabled``."""
+    data = _body()
+    kiosk = _kiosk()
+    if not kiosk.cfg.print.enabled:
+        raise ApiError("print_disabled", "Printing is not offered at this event.", 404)
+    return jsonify(kiosk.print_headshot(_text(data, "render")).as_json())
 
 
 @bp.get("/api/session/qr.png")

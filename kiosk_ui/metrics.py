@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import logging
 import math
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
@@ -21,6 +21,7 @@ from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metri
 from prometheus_client.registry import Collector
 
 from appliance.audit_tail import receipt_outcomes_on
+from appliance.printing import PrinterState, PrinterStatus
 from appliance.tlscert import days_until_expiry
 from appliance.versions import model_versions, runtime_versions
 
@@ -38,6 +39,7 @@ __all__ = [
     "dashboard",
     "metrics_text",
     "percentile",
+    "printer_families",
     "read_temperatures",
     "temperature_family",
 ]
@@ -144,8 +146,44 @@ def dashboard(
         "store": health["store"],
         "deliveries_pending": health["deliveries_pending"],
         "uptime_seconds": health["uptime_seconds"],
+        # state (ready, printing, out_of_media, offline, disabled), CUPS's reasons, prints left on the
+        # media when the printer reports it, and the prints since start (counters: nothing of a guest).
+        "printer": {
+            **health["printer"],
+            "submitted": health["counters"].get("prints_submitted", 0),
+            "completed": health["counters"].get("prints_completed", 0),
+            "failed": health["counters"].get("prints_failed", 0),
+        },
         "temperatures": [(t.kind, t.celsius) for t in read_temperatures(thermal_root)],
+        # Days until each configured certificate file expires (the same reading as doctor and /metrics);
+        # "warn" below CERTIFICATE_WARN_DAYS: renew while the kiosk is online.
+        "certificates": certificate_expiry(kiosk.cfg),
     }
+
+
+# Below this many days the dashboard (and doctor, and the fleet's alert rule) warns.
+CERTIFICATE_WARN_DAYS = 14
+
+
+def certificate_expiry(cfg: KioskConfig, *, now: datetime | None = None) -> list[dict[str, Any]]:
+    """``[{"listener", "days", "warn"}]`` for each listener with a configured certificate file; ``days`` is
+    None for an unreadable file (which also warns)."""
+    found: list[dict[str, Any]] = []
+    for listener, path in (("delivery", cfg.delivery.tls_cert_path), ("staff", cfg.staff.tls_cert_path)):
+        if path is None:
+            continue
+        try:
+            days: float | None = days_until_expiry(path, now=now)
+        except (OSError, ValueError):
+            days = None
+        found.append(
+            {
+                "listener": listener,
+                "days": None if days is None else int(days),
+                "warn": days is None or days < CERTIFICATE_WARN_DAYS,
+            }
+        )
+    return found
 
 
 class KioskCollector(Collector):
@@ -184,10 +222,12 @@ class KioskCollector(Collector):
             ("render_duration_seconds", health.render_ms, "Headshot render time over the last renders."),
             ("wipe_duration_seconds", health.wipe_ms, "Wipe time over the last wipes."),
         ):
-            family = GaugeMetricFamily(f"{prefix}_{name}", doc, labels=["quantile"])
+            # "percentile", not "quantile": Prometheus reserves quantile for summaries, and promtool's
+            # check rejects it on a gauge (found by the fleet tests).
+            family = GaugeMetricFamily(f"{prefix}_{name}", doc, labels=["percentile"])
             for q in (50, 95):
                 value = percentile(values, q)
-                family.add_metric([f"{q / 100:g}"], math.nan if value is None else value / 1000.0)
+                family.add_metric([str(q)], math.nan if value is None else value / 1000.0)
             yield family
 
         store = health.store
@@ -208,12 +248,20 @@ class KioskCollector(Collector):
             ("worker_spare_ready", worker.spare_ready, "1 while a warm spare worker is ready."),
             ("worker_session_alive", worker.session_worker, "1 while a visit's worker process runs."),
             ("camera_open", camera_state not in ("closed", "unknown"), "1 while the camera is open."),
+            (
+                "camera_present",
+                health.camera_present,
+                "1 while the configured camera's device or file is there (checked without opening it).",
+            ),
+            ("update_ready", health.update_ready, "1 while an update's pause holds and no visit is left."),
             ("deliveries_pending", health.deliveries_pending, "Download links not yet used or expired."),
             ("uptime_seconds", health.uptime_seconds, "Seconds since the kiosk started."),
         ):
             family = GaugeMetricFamily(f"{prefix}_{name}", doc)
             family.add_metric([], float(value))
             yield family
+
+        yield from printer_families(health.printer, counters)
 
         in_use = GaugeMetricFamily(
             f"{prefix}_engine_backend_info",
@@ -225,6 +273,33 @@ class KioskCollector(Collector):
 
         yield temperature_family(self.thermal_root)
         yield certificate_expiry_family(self.kiosk.cfg)
+
+
+def printer_families(printer: PrinterStatus, counters: Mapping[str, int]) -> Iterator[Metric]:
+    """The printer (names pinned for the fleet's alert rules): ``headshot_kiosk_printer_state{state}``,
+    1 for the current state and 0 for the others; ``headshot_kiosk_prints_total`` (jobs completed) and
+    ``headshot_kiosk_print_failures_total``; ``headshot_kiosk_printer_media_remaining`` (prints left) only
+    when the printer reports it."""
+    state = GaugeMetricFamily(
+        "headshot_kiosk_printer_state",
+        "1 for the printer's current state (ready, printing, out_of_media, offline, disabled), else 0.",
+        labels=["state"],
+    )
+    for value in PrinterState:
+        state.add_metric([value.value], 1.0 if printer.state is value else 0.0)
+    yield state
+    completed = CounterMetricFamily("headshot_kiosk_prints", "Print jobs completed (handed to the printer).")
+    completed.add_metric([], counters.get("prints_completed", 0))
+    yield completed
+    failed = CounterMetricFamily("headshot_kiosk_print_failures", "Print jobs the printer or CUPS gave up.")
+    failed.add_metric([], counters.get("prints_failed", 0))
+    yield failed
+    if printer.media_remaining is not None:
+        media = GaugeMetricFamily(
+            "headshot_kiosk_printer_media_remaining", "Prints left on the loaded paper and ribbon."
+        )
+        media.add_metric([], float(printer.media_remaining))
+        yield media
 
 
 def certificate_expiry_family(cfg: KioskConfig, *, now: datetime | None = None) -> GaugeMetricFamily:

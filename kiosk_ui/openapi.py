@@ -20,10 +20,25 @@ _HELD = {
     "required": ["kind", "bytes", "created", "expires"],
     "properties": {
         "id": {"type": "string"},
-        "kind": {"type": "string", "enum": ["capture", "headshot", "delivery"]},
+        "kind": {"type": "string", "enum": ["capture", "headshot", "delivery", "print"]},
         "bytes": {"type": "integer", "minimum": 0},
         "created": {"type": "number", "description": "epoch seconds"},
         "expires": {"type": "number", "description": "epoch seconds"},
+    },
+}
+_PRINT_STATUS = {
+    "type": "string",
+    "nullable": True,
+    "enum": ["queued", "printing", "completed", "failed", "cancelled", None],
+}
+_PRINT = {
+    "type": "object",
+    "required": ["job", "status", "prints_left"],
+    "properties": {
+        "job": {"type": "string", "nullable": True},
+        "status": _PRINT_STATUS,
+        "reason": {"type": "string", "nullable": True},
+        "prints_left": {"type": "integer", "minimum": 0},
     },
 }
 _STATE = {
@@ -64,6 +79,8 @@ _STATE = {
         "paused": {"type": "boolean"},
         "error": {"type": "string"},
         "last_receipt": {"type": "object"},
+        # Only where the event offers printing: the latest print of the visit and the prints left.
+        "print": _PRINT,
     },
 }
 
@@ -76,7 +93,7 @@ def _errors(*codes: int) -> dict[str, Any]:
     text = {
         400: "Malformed JSON or invalid fields",
         403: "Consent required, or a foreign Origin",
-        404: "No visit, or unknown id",
+        404: "No visit, unknown id, or printing not offered (print_disabled)",
         409: "Not possible in the current phase",
         413: "Body too large",
         415: "Body is not application/json",
@@ -238,6 +255,24 @@ def spec() -> dict[str, Any]:
             404,
             409,
             503,
+            body=_body(
+                {
+                    "type": "object",
+                    "required": ["render"],
+                    "properties": {
+                        "render": _ID,
+                        # Other crops of the same photo, through the same one link (issue 15.4).
+                        "also_presets": {"type": "array", "items": {"type": "string"}, "maxItems": 3},
+                    },
+                }
+            ),
+        ),
+        "/api/session/print": _post(
+            "Print a headshot (only where the event offers printing; GET /api/session follows the job)",
+            {"$ref": "#/components/schemas/Print"},
+            404,
+            409,
+            503,
             body=_body({"type": "object", "required": ["render"], "properties": {"render": _ID}}),
         ),
         "/api/session/qr.png": {
@@ -265,6 +300,27 @@ def spec() -> dict[str, Any]:
                 },
             }
         },
+        "/api/speech.wav": {
+            "get": {
+                "summary": "A text the guest screens show, spoken (espeak-ng on the kiosk); others: 404",
+                "parameters": [
+                    {"name": "lang", "in": "query", "required": True, "schema": {"type": "string"}},
+                    {
+                        "name": "text",
+                        "in": "query",
+                        "required": True,
+                        "schema": {"type": "string", "maxLength": 600},
+                    },
+                ],
+                "responses": {
+                    "200": {
+                        "description": "WAV, 16-bit mono",
+                        "content": {"audio/wav": {"schema": {"type": "string", "format": "binary"}}},
+                    },
+                    **_errors(404, 503),
+                },
+            }
+        },
         "/api/session/delete": _post("Delete now (wipes everything, the link included)", _STATE_REF, 404),
         "/api/session/revoke": _post("Withdraw consent (wipes everything)", _STATE_REF, 404),
         "/api/session/end": _post("Finish (only the pending link survives its window)", _STATE_REF, 404, 409),
@@ -276,7 +332,7 @@ def spec() -> dict[str, Any]:
         "openapi": "3.0.3",
         "info": {"title": "Headshot kiosk guest API", "version": "1"},
         "paths": paths,
-        "components": {"schemas": {"Error": _ERROR, "State": _STATE, "Held": _HELD}},
+        "components": {"schemas": {"Error": _ERROR, "State": _STATE, "Held": _HELD, "Print": _PRINT}},
     }
 
 

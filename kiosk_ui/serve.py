@@ -58,8 +58,12 @@ logger = logging.getLogger(__name__)
 # the page's API calls; the delivery listener serves a queue of phones.
 UI_THREADS = 12
 DELIVERY_THREADS = 24
+PROBE_THREADS = 2  # the connectivity-check answers are a few bytes, made without a lock or I/O
 SHUTDOWN_TIMEOUT_SECONDS = 2.0
 EPHEMERAL_CERT_DAYS = 30
+# How often a listener looks at its certificate files: a renewal (`provisioning cert renew`, a timer) is
+# served from the next check on, without a restart that would end a visit.
+CERT_WATCH_SECONDS = 60.0
 
 # Request size limits, enforced by cheroot while it reads, before the app (and the delivery listener's rate
 # limiter) runs. cheroot's default is 0 = unlimited: a 200 MB header to the delivery listener grew the
@@ -74,6 +78,7 @@ MAX_REQUEST_HEAD_BYTES = 8 * 1024
 UI_MAX_BODY_BYTES = 8 * 1024
 STAFF_MAX_BODY_BYTES = 16 * 1024
 DELIVERY_MAX_BODY_BYTES = 1024
+PROBE_MAX_BODY_BYTES = 1  # GET/HEAD only: any body at all is refused before it is read
 FALLBACK_MAX_BODY_BYTES = 16 * 1024  # a Listener around an app that declares no MAX_CONTENT_LENGTH
 # After refusing an oversized request, read and discard what the client already sent, within these bounds,
 # before closing: closing with unread data makes the kernel answer with a TCP reset, which can destroy the
@@ -311,6 +316,7 @@ class Listener:
         max_body_bytes: int | None = None,
         front: bool | None = None,
         front_limits: FrontLimits | None = None,
+        tls_paths: tuple[Path, Path] | None = None,
     ) -> None:
         self.name = name
         self.host = host
@@ -321,6 +327,12 @@ class Listener:
         if max_head_bytes <= 0 or max_body_bytes <= 0:
             raise ValueError("request size limits must be positive (cheroot reads 0 as unlimited)")
         self.tls = ssl_adapter is not None
+        # (certificate chain, key) files the adapter was loaded from; watched for renewals (front only).
+        self.tls_paths = tls_paths
+        self.cert_watch_seconds = CERT_WATCH_SECONDS
+        self._tls_stamp = _stamp(tls_paths)
+        self._watch_stop = threading.Event()
+        self._watcher: threading.Thread | None = None
         self._front: Front | None = None
         self._socket_dir: Path | None = None
         wsgi_app: WsgiApp = AccessLog(app, name)
@@ -400,13 +412,54 @@ class Listener:
             self._thread.start()
             if self._front is not None:
                 self._front.start()
+                if self.tls_paths is not None:
+                    self._watch_stop.clear()
+                    self._watcher = threading.Thread(
+                        target=self._watch_certificate, name=f"cert-watch-{self.name}", daemon=True
+                    )
+                    self._watcher.start()
         except BaseException:
             self.stop()
             raise
         logger.info("%s listener on %s", self.name, self.url)
 
+    def _watch_certificate(self) -> None:
+        while not self._watch_stop.wait(self.cert_watch_seconds):
+            self.reload_certificate_if_changed()
+
+    def reload_certificate_if_changed(self) -> bool:
+        """Serve the certificate files anew if they changed since they were loaded: new handshakes get the
+        new chain, connections already open keep theirs. A pair that does not load (a renewal caught half
+        written, a key that does not match) is logged and the old one kept; the next check tries again.
+        Returns True when the new pair is in use."""
+        if self.tls_paths is None or self._front is None or self._front.ssl_context is None:
+            return False
+        stamp = _stamp(self.tls_paths)
+        if stamp == self._tls_stamp:
+            return False
+        cert_path, key_path = self.tls_paths
+        try:
+            context = server_context(cert_path, key_path)
+            cert_pem = cert_path.read_bytes()
+        except (OSError, ssl.SSLError, ValueError) as exc:
+            logger.warning(
+                "%s listener: renewed certificate not loaded (%s); keeping the current one",
+                self.name,
+                type(exc).__name__,
+            )
+            return False
+        self._front.ssl_context = context  # read once per accepted connection by the front's loop
+        self.cert_pem = cert_pem
+        self._tls_stamp = stamp
+        logger.info("%s listener: certificate reloaded", self.name)
+        return True
+
     def stop(self) -> None:
         """Stop accepting, finish or drop open requests within the shutdown timeout. Idempotent."""
+        self._watch_stop.set()
+        if self._watcher is not None:
+            self._watcher.join(timeout=2)
+            self._watcher = None
         if self._front is not None:
             self._front.stop()
         self._server.stop()
@@ -444,6 +497,24 @@ def ephemeral_certificate(hosts: Iterable[str]) -> tuple[bytes, bytes]:
         serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
     )
     return cert.public_bytes(serialization.Encoding.PEM), key_pem
+
+
+def _stamp(paths: tuple[Path, Path] | None) -> tuple[tuple[int, int, int], ...] | None:
+    """(mtime_ns, size, inode) of each file: a renewal that replaces the files (certbot's rename) or
+    rewrites them in place changes at least one. None where a file cannot be read."""
+    if paths is None:
+        return None
+    try:
+        return tuple((st.st_mtime_ns, st.st_size, st.st_ino) for st in (p.stat() for p in paths))
+    except OSError:
+        return None
+
+
+def server_context(cert_path: Path, key_path: Path) -> ssl.SSLContext:
+    """A hardened server context for a PEM chain and key, as cheroot's BuiltinSSLAdapter builds it."""
+    context = ssl.create_default_context(purpose=ssl.Purpose.CLIENT_AUTH)
+    context.load_cert_chain(str(cert_path), str(key_path))
+    return harden_tls(context)
 
 
 def harden_tls(context: ssl.SSLContext) -> ssl.SSLContext:
@@ -522,16 +593,24 @@ def delivery_listener(kiosk: Kiosk, cfg: KioskConfig) -> Listener:
     from kiosk_ui.delivery import create_delivery_app  # noqa: PLC0415
 
     adapter, cert_pem = delivery_tls(cfg)
+    d = cfg.delivery
     return Listener(
         "delivery",
         create_delivery_app(kiosk),
-        cfg.delivery.host,
-        cfg.delivery.port,
+        d.host,
+        d.port,
         threads=DELIVERY_THREADS,
         ssl_adapter=adapter,
         cert_pem=cert_pem,
         max_body_bytes=DELIVERY_MAX_BODY_BYTES,
+        tls_paths=_tls_paths(d),
     )
+
+
+def _tls_paths(section: Any) -> tuple[Path, Path] | None:
+    """A listener section's configured (certificate, key) pair, or None (ephemeral or no TLS)."""
+    cert, key = section.tls_cert_path, section.tls_key_path
+    return (cert, key) if cert is not None and key is not None else None
 
 
 def staff_tls(cfg: KioskConfig) -> tuple[BuiltinSSLAdapter, bytes] | None:
@@ -567,11 +646,37 @@ def staff_listener(kiosk: Kiosk, cfg: KioskConfig) -> Listener:
         ssl_adapter=tls[0] if tls is not None else None,
         cert_pem=tls[1] if tls is not None else None,
         max_body_bytes=STAFF_MAX_BODY_BYTES,
+        tls_paths=_tls_paths(cfg.staff) if tls is not None else None,
         front=True,  # staff work from a phone on the same open Wi-Fi: the same protection, TLS or not
     )
 
 
+def connectivity_check_listener_for(host: str, port: int) -> Listener:
+    """Plain HTTP on ``host:port`` (port 80 on the hotspot) answering the phones' connectivity checks
+    (:mod:`kiosk_ui.probes`) and nothing else. Behind a front like the others: it faces the same open
+    Wi-Fi, and a client that holds a connection must not hold one of its two threads."""
+    from kiosk_ui.probes import connectivity_app  # noqa: PLC0415
+
+    return Listener(
+        "probes",
+        connectivity_app,
+        host,
+        port,
+        threads=PROBE_THREADS,
+        max_body_bytes=PROBE_MAX_BODY_BYTES,
+        front=True,
+    )
+
+
+def connectivity_check_listener(kiosk: Kiosk, cfg: KioskConfig) -> Listener | None:
+    """The connectivity-check answers on ``[delivery] host``/``connectivity_check_port``; None when off."""
+    port = cfg.delivery.connectivity_check_port
+    return connectivity_check_listener_for(cfg.delivery.host, port) if port else None
+
+
 def listeners(kiosk: Kiosk, cfg: KioskConfig) -> list[Listener]:
-    """The guest UI, delivery and staff listeners, not yet started (``python -m appliance run`` calls
-    ``start()`` on each)."""
-    return [ui_listener(kiosk, cfg), delivery_listener(kiosk, cfg), staff_listener(kiosk, cfg)]
+    """The guest UI, delivery and staff listeners, and the connectivity-check answers when configured, not
+    yet started (``python -m appliance run`` calls ``start()`` on each)."""
+    found = [ui_listener(kiosk, cfg), delivery_listener(kiosk, cfg), staff_listener(kiosk, cfg)]
+    probes = connectivity_check_listener(kiosk, cfg)
+    return found if probes is None else [*found, probes]

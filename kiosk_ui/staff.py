@@ -9,18 +9,32 @@ This module holds the views and the app factory; they parse a form, call the fac
 limiter, CSRF and the role decorator live in ``kiosk_ui.staff_auth`` (its public names are importable from
 here too). Every staff action is appended to the audit trail; account names appear there and nowhere else
 (no log line carries one).
+
+**On a phone.** Staff use the console from their own phones on the kiosk's network (its hotspot or the
+venue's), over TLS with the certificate the delivery listener uses: pages are laid out for a phone first
+(``static/staff.css``), and the console answers only to the kiosk's own names (``_check_host``: a foreign
+name in the Host header is a DNS-rebinding attempt or a misdirected request). The URL reaches staff through
+``provisioning doctor`` and the printed setup sheet (``provisioning.staffurl``), never the guest screen.
+
+**Languages.** Every text is in the console's own gettext domain, "staff" (``_s``/``_sl`` here, ``_()`` in
+the templates; ``kiosk_ui/translations/staff.pot``), in English, French, Spanish and German: the language
+comes from ``?lang=``, then the browser's remembered choice (a cookie), then Accept-Language. The compliance
+documents are listed, read and downloaded in each language (``appliance.compliance``).
 """
 
 from __future__ import annotations
 
+import ipaddress
 import logging
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, cast
 
+from cryptography import x509
 from flask import Blueprint, Flask, Response, current_app, redirect, render_template, request, url_for
-from markupsafe import Markup
+from flask_babel import Babel, get_locale
+from markupsafe import Markup, escape
 from prometheus_client import CONTENT_TYPE_LATEST
 from werkzeug.exceptions import HTTPException
 from werkzeug.wrappers import Response as BaseResponse
@@ -28,7 +42,13 @@ from werkzeug.wrappers import Response as BaseResponse
 from appliance.accounts import AuthFailed, Role, StaffError, StaffStore
 from appliance.audit import AuditLog
 from appliance.clock import FIX_HINT, ClockWatch, clock_problem
-from appliance.compliance import ComplianceError, render_documents
+from appliance.compliance import (
+    SUPPORTED_LANGUAGES,
+    ComplianceError,
+    policy_hash,
+    render_all_documents,
+    render_documents,
+)
 from appliance.config import KioskConfig, is_loopback
 from appliance.consent import CONSENT_LANGUAGES
 from appliance.event_settings import EventSettings
@@ -36,17 +56,21 @@ from appliance.kiosk import KioskError
 from appliance.overrides import OverrideError, overrides_path, read_overrides
 from kiosk_ui import metrics, security
 from kiosk_ui.errors import http_status
+from kiosk_ui.i18n import LANGUAGE_NAMES, remembered_locale
 from kiosk_ui.staff_auth import (
     ABSOLUTE_TIMEOUT_SECONDS,
     COOKIE,
     EXTENSION,
     IDLE_TIMEOUT_SECONDS,
+    STAFF_DOMAIN,
     TLS_COOKIE,
     AddressLimiter,
     Refused,
     SessionTable,
     StaffAuth,
     StaffSession,
+    _s,
+    _sl,
     actor,
     check_login_csrf,
     clear_cookie,
@@ -67,13 +91,16 @@ __all__ = [
     "ABSOLUTE_TIMEOUT_SECONDS",
     "COOKIE",
     "IDLE_TIMEOUT_SECONDS",
+    "LANG_COOKIE",
     "MAX_REQUEST_BYTES",
     "STAFF_THREADS",
     "TLS_COOKIE",
+    "TLS_LANG_COOKIE",
     "AddressLimiter",
     "SessionTable",
     "StaffConsole",
     "StaffSession",
+    "allowed_hosts",
     "create_staff_app",
 ]
 
@@ -85,20 +112,49 @@ STAFF_THREADS = 8
 # (~0.2 s on a 2-core CPU) that a guest arriving must not wait behind.
 MAX_CHECK_FPS = 4.0
 CHECK_BOUNDARY = "frame"
+# The language the staff chose (``?lang=``), remembered by the browser; only a language code is kept. Over
+# TLS with the __Host- prefix, like the session cookie, so no other host on the event network can set it.
+LANG_COOKIE = "staff_lang"
+TLS_LANG_COOKIE = "__Host-staff_lang"
+LANG_COOKIE_SECONDS = 180 * 24 * 3600
+STAFF_LANGUAGES = tuple(LANGUAGE_NAMES)  # the console speaks every language the kiosk does
 
 # Outcome pages after an action (POST -> 303 -> GET). Fixed texts chosen by key, so nothing a client sends is
 # echoed back into a page.
 _NOTICES = {
-    "paused": "The kiosk is paused: new visits cannot start.",
-    "resumed": "The kiosk is running again.",
-    "aborted": "The current visit was aborted and wiped.",
-    "no_visit": "There was no visit in progress.",
-    "choices": "Backgrounds and crop presets updated.",
-    "settings": "Event settings updated.",
-    "reset": "Event settings are back to the config file's values.",
-    "removed": "The staff account was removed.",
+    "paused": _sl("The kiosk is paused: new visits cannot start."),
+    "resumed": _sl("The kiosk is running again."),
+    "aborted": _sl("The current visit was aborted and wiped."),
+    "no_visit": _sl("There was no visit in progress."),
+    "choices": _sl("Backgrounds and crop presets updated."),
+    "settings": _sl("Event settings updated."),
+    "reset": _sl("Event settings are back to the config file's values."),
+    "removed": _sl("The staff account was removed."),
 }
-_NOT_SAVED = "The change could not be saved on the device, so it was not made. Check the disk and try again."
+_NOT_SAVED = _sl(
+    "The change could not be saved on the device, so it was not made. Check the disk and try again."
+)
+# appliance.accounts.AuthFailed says the same for every reason; this is that sentence in the staff's language.
+_SIGN_IN_FAILED = _sl("sign-in failed: check the name, password and code, or wait and try again")
+# What the facade's refusals mean to staff, by their stable code (appliance.errors); any other code shows
+# the facade's own (English) sentence.
+_KIOSK_ERRORS = {
+    "session_active": _sl("A guest visit is in progress. Try again when the kiosk is idle."),
+    "paused": _sl("The kiosk is paused by staff."),
+    "not_paused": _sl(
+        "Pause the kiosk and wait until no visit is in progress before changing event settings."
+    ),
+    "busy": _sl("Please wait: the kiosk is still busy with the current visit."),
+    "visit_ended": _sl("The camera check has ended. Reload the page to start it again."),
+}
+# kiosk_ui.security's refusals before any view runs, by code.
+_REFUSALS = {
+    "foreign_origin": _sl("Requests from other sites are not accepted."),
+    "unknown_host": _sl("This console answers only to the kiosk's own names."),
+}
+_ROLE_NAMES = {"operator": _sl("operator"), "admin": _sl("admin")}
+_BACKGROUND_NAMES = {"studio-grey": _sl("Studio grey"), "white": _sl("White"), "blur": _sl("Blurred")}
+_PRESET_NAMES = {"square": _sl("Square"), "portrait": _sl("Portrait"), "badge": _sl("Badge")}
 
 
 # ---------------------------------------------------------------------------------------------- the console
@@ -198,7 +254,119 @@ def _done(notice: str, endpoint: str = "staff.dashboard") -> BaseResponse:
 
 
 def _notice() -> str | None:
-    return _NOTICES.get(request.args.get("done", ""))
+    notice = _NOTICES.get(request.args.get("done", ""))
+    return str(notice) if notice is not None else None
+
+
+def _clock() -> dict[str, Any]:
+    """``StaffConsole.clock_report`` with the fix worded for staff, in their language."""
+    report = _console().clock_report()
+    sentence = _s(
+        "set the time on the device with %(set_time)s, then %(rtc)s if it has a battery-backed clock"
+    )
+    report["fix"] = escape(sentence) % {
+        "set_time": Markup("<code>sudo timedatectl set-time 'YYYY-MM-DD HH:MM:SS'</code>"),
+        "rtc": Markup("<code>sudo hwclock --systohc</code>"),
+    }
+    return report
+
+
+# ---------------------------------------------------------------------------------------------- languages
+
+
+def _lang_cookie_name() -> str:
+    return TLS_LANG_COOKIE if request.is_secure else LANG_COOKIE
+
+
+def staff_locale() -> str:
+    """The request's language: ``?lang=``, the remembered choice, Accept-Language, else English."""
+    return remembered_locale(STAFF_LANGUAGES, request.cookies.get(_lang_cookie_name()))
+
+
+def _remember_language(response: Response) -> Response:
+    """Keep a language chosen with ``?lang=`` for the next pages (a cookie holding the code only)."""
+    asked = request.args.get("lang", "")
+    if asked in STAFF_LANGUAGES and request.cookies.get(_lang_cookie_name()) != asked:
+        response.set_cookie(
+            _lang_cookie_name(),
+            asked,
+            max_age=LANG_COOKIE_SECONDS,
+            path="/",
+            secure=request.is_secure,
+            httponly=True,
+            samesite="Strict",
+        )
+    return response
+
+
+# ---------------------------------------------------------------------------------------------- host names
+
+
+def _certificate_names(path: Path | None) -> set[str]:
+    """DNS names of the staff listener's certificate (its subjectAltName), lower case; empty when there is
+    none or it cannot be read (the listener then fails to start anyway)."""
+    if path is None:
+        return set()
+    try:
+        leaf = x509.load_pem_x509_certificates(path.read_bytes())[0]
+        names = leaf.extensions.get_extension_for_class(x509.SubjectAlternativeName).value
+    except (OSError, ValueError, IndexError, x509.ExtensionNotFound):
+        return set()
+    return {str(name).lower().rstrip(".") for name in names.get_values_for_type(x509.DNSName)}
+
+
+class _HostList:
+    """:func:`allowed_hosts`, read again when the staff certificate file changes: the listener serves a
+    renewed certificate without a restart (kiosk_ui.serve), and its names may have changed with it."""
+
+    def __init__(self, cfg: KioskConfig) -> None:
+        self._cfg = cfg
+        self._stamp: tuple[int, int] | None = None
+        self._names = allowed_hosts(cfg)
+        self._stamp = self._read_stamp()
+
+    def _read_stamp(self) -> tuple[int, int] | None:
+        path = self._cfg.staff.tls_cert_path
+        if path is None:
+            return None
+        try:
+            st = path.stat()
+        except OSError:
+            return None
+        return st.st_mtime_ns, st.st_ino
+
+    def names(self) -> frozenset[str]:
+        stamp = self._read_stamp()
+        if stamp != self._stamp:
+            self._names, self._stamp = allowed_hosts(self._cfg), stamp
+        return self._names
+
+
+def allowed_hosts(cfg: KioskConfig) -> frozenset[str]:
+    """The host names the console answers to: ``localhost``, the kiosk's public name
+    (``[delivery] public_host``, which the hotspot's DNS resolves to the kiosk) and the names of the staff
+    certificate (``*.`` wildcards stand for one label). Any IP literal is also accepted (``_check_host``)."""
+    names = {"localhost", cfg.delivery.public_host.lower().rstrip(".")}
+    return frozenset(names | _certificate_names(cfg.staff.tls_cert_path))
+
+
+def _host_allowed(host: str, allowed: frozenset[str]) -> bool:
+    name = host.lower()
+    if name.startswith("["):  # [IPv6] or [IPv6]:port
+        name = name[1:].split("]", 1)[0]
+    elif name.count(":") == 1:  # name:port, IPv4:port
+        name = name.rsplit(":", 1)[0]
+    try:
+        ipaddress.ip_address(name)
+    except ValueError:
+        pass
+    else:
+        return True  # a page on another site cannot make a browser send an IP literal as its Host
+    name = name.rstrip(".")
+    if name in allowed or name.endswith(".localhost"):
+        return True
+    parent = name.split(".", 1)[1] if "." in name else ""
+    return f"*.{parent}" in allowed
 
 
 # ---------------------------------------------------------------------------------------------- views
@@ -213,6 +381,14 @@ def _template_globals() -> dict[str, Any]:
         "csrf_token": session.csrf if session is not None else "",
         "staff_role": session.role.value if session is not None and session.role is not None else None,
         "is_admin": session is not None and session.role is Role.ADMIN,
+        "staff_lang": str(get_locale()),
+        "staff_languages": [(code, LANGUAGE_NAMES[code]) for code in STAFF_LANGUAGES],
+        # The language links reload this page; a page that answered a form goes to the dashboard instead.
+        "language_base": request.path if request.method == "GET" else url_for("staff.dashboard"),
+        "language_names": LANGUAGE_NAMES,
+        "role_names": {key: str(value) for key, value in _ROLE_NAMES.items()},
+        "background_names": {key: str(value) for key, value in _BACKGROUND_NAMES.items()},
+        "preset_names": {key: str(value) for key, value in _PRESET_NAMES.items()},
     }
 
 
@@ -220,9 +396,7 @@ def _login_page(error: str | None, status: int = 200) -> Response:
     """The sign-in form with its double-submit token (``staff_auth.LoginTokens``): nothing is kept on the
     server for it, so loading this page any number of times changes nothing here."""
     token, new = login_token()
-    page = render_template(
-        "staff/login.html", error=error, csrf_token=token, clock=_console().clock_report()
-    )
+    page = render_template("staff/login.html", error=error, csrf_token=token, clock=_clock())
     response = Response(page, status=status)
     if new:
         set_login_cookie(response, token)
@@ -248,8 +422,8 @@ def login_submit() -> BaseResponse:
             request.form.get("password", "")[:1024],
             request.form.get("totp", "")[:32],
         )
-    except AuthFailed as failed:
-        return _login_page(str(failed), 401)
+    except AuthFailed:
+        return _login_page(str(_SIGN_IN_FAILED), 401)
     # A fresh id: whatever session cookie the browser held before (one an attacker planted, too) is gone.
     console.sessions.end(session_id())
     response = redirect(url_for("staff.dashboard"), code=303)
@@ -265,7 +439,10 @@ def logout() -> BaseResponse:
     account = actor()
     console.sessions.end(session_id())
     console.record(account, "logout")
-    response = redirect(url_for("staff.login"), code=303)
+    # Clear-Site-Data drops every cookie, the chosen language's too: the sign-in page's URL says it again.
+    kept = request.cookies.get(_lang_cookie_name())
+    lang = kept if kept in STAFF_LANGUAGES else None
+    response = redirect(url_for("staff.login", lang=lang), code=303)
     clear_cookie(response)
     response.headers["Clear-Site-Data"] = '"cache", "cookies", "storage"'
     return response
@@ -281,7 +458,7 @@ def dashboard() -> str:
         notice=_notice(),
         configured=console.cfg.event,
         offered=console.kiosk.cfg.event,
-        clock=console.clock_report(),
+        clock=_clock(),
     )
 
 
@@ -370,10 +547,10 @@ def event_choices() -> BaseResponse:
             request.form.getlist("presets"),
         )
     except ValueError as exc:
-        raise Refused(400, str(exc)) from None
+        raise Refused(400, _s("Not within the allowed choices: %(detail)s", detail=str(exc))) from None
     except OSError:
         logger.error("event overrides could not be written; the change was not made")
-        raise Refused(503, _NOT_SAVED) from None
+        raise Refused(503, str(_NOT_SAVED)) from None
     return _done("choices")
 
 
@@ -397,7 +574,7 @@ def event_settings_submit() -> BaseResponse:
     try:
         window = int(request.form.get("window_minutes", ""))
     except ValueError:
-        raise Refused(400, "The delivery window must be a whole number of minutes.") from None
+        raise Refused(400, _s("The delivery window must be a whole number of minutes.")) from None
     try:
         _console().change_event_settings(
             actor(),
@@ -406,10 +583,10 @@ def event_settings_submit() -> BaseResponse:
             window_minutes=window,
         )
     except ValueError as exc:
-        raise Refused(400, f"Not within the allowed settings: {exc}") from None
+        raise Refused(400, _s("Not within the allowed settings: %(detail)s", detail=str(exc))) from None
     except OSError:
         logger.error("event overrides could not be written; the change was not made")
-        raise Refused(503, _NOT_SAVED) from None
+        raise Refused(503, str(_NOT_SAVED)) from None
     return _done("settings", "staff.event_settings")
 
 
@@ -420,7 +597,7 @@ def event_settings_reset() -> BaseResponse:
         _console().reset_event_settings(actor())
     except OSError:
         logger.error("event overrides could not be removed; the reset was not made")
-        raise Refused(503, _NOT_SAVED) from None
+        raise Refused(503, str(_NOT_SAVED)) from None
     return _done("reset", "staff.event_settings")
 
 
@@ -531,28 +708,67 @@ def audit_export() -> Response:
     return response
 
 
+def _title(text: str) -> str:
+    """A document's title: its first heading without the ``— event`` suffix."""
+    first = text.split("\n", 1)[0].removeprefix("# ")
+    return first.rsplit(" — ", 1)[0] if " — " in first else first
+
+
+def _document_language(name: str) -> str:
+    """The language of a document file name (``dpia.fr.md`` -> fr; ``dpia.md`` is English)."""
+    parts = name.split(".")
+    return parts[-2] if len(parts) >= 3 and parts[-2] in SUPPORTED_LANGUAGES else "en"
+
+
 @bp.get("/staff/admin/compliance")
 @staff_only(Role.ADMIN)
 def compliance() -> str:
-    return render_template("staff/compliance.html", names=sorted(render_documents(_console().kiosk.cfg)))
+    """The documents in one language (``?doc_lang=``, default: the console's), each to read or download."""
+    console = _console()
+    asked = request.args.get("doc_lang", "")
+    doc_lang = asked if asked in SUPPORTED_LANGUAGES else str(get_locale())
+    try:
+        documents = render_documents(console.kiosk.cfg, doc_lang)
+        digest = policy_hash(console.kiosk.cfg)
+    except ComplianceError as exc:
+        raise Refused(500, str(exc)) from None
+    return render_template(
+        "staff/compliance.html",
+        doc_lang=doc_lang,
+        document_languages=[(code, LANGUAGE_NAMES[code]) for code in SUPPORTED_LANGUAGES],
+        documents=[(name, _title(text)) for name, text in documents.items()],
+        policy_version=console.kiosk.cfg.event.policy_version,
+        policy_digest=digest,
+    )
 
 
 @bp.get("/staff/admin/compliance/<name>")
 @staff_only(Role.ADMIN)
-def compliance_document(name: str) -> Response:
+def compliance_document(name: str) -> BaseResponse:
+    """One document: a page to read it on a phone, or (``?download=1``) the Markdown file itself."""
     console = _console()
     try:
-        documents = render_documents(console.kiosk.cfg)
+        documents = render_all_documents(console.kiosk.cfg)
     except ComplianceError as exc:
         raise Refused(500, str(exc)) from None
     if name not in documents:
-        raise Refused(404, "No such document.")
+        raise Refused(404, _s("No such document."))
     download = request.args.get("download") == "1"
     console.record(actor(), "compliance.download" if download else "compliance.view")
-    response = Response(documents[name], mimetype="text/markdown")
     if download:
+        response = Response(documents[name], mimetype="text/markdown")
         response.headers["Content-Disposition"] = f'attachment; filename="{name}"'
-    return response
+        return response
+    text = documents[name]
+    return Response(
+        render_template(
+            "staff/document.html",
+            name=name,
+            text=text,
+            title=_title(text),
+            doc_lang=_document_language(name),
+        )
+    )
 
 
 @bp.get("/metrics")
@@ -574,11 +790,30 @@ def _loopback(address: str | None) -> bool:
 
 
 def _refusal(code: str, message: str, status: int) -> Response:
-    """The answer to a request ``kiosk_ui.security`` refuses before any view runs (a foreign origin):
-    the console's own error page (not a bare text line), naming the refusal's stable ``code`` so a staff
-    member reporting it can say which check refused them."""
-    page = render_template("staff/error.html", status=status, message=message, code=code)
+    """The answer to a request refused before any view runs (a foreign origin, ``kiosk_ui.security``; a
+    foreign host name, ``_check_host``): the console's own error page (not a bare text line), naming the
+    refusal's stable ``code`` so a staff member reporting it can say which check refused them."""
+    known = _REFUSALS.get(code)
+    page = render_template(
+        "staff/error.html", status=status, message=str(known) if known is not None else message, code=code
+    )
     return Response(page, status=status)
+
+
+def _check_host() -> Response | None:
+    """Refuse a request whose Host header names a host this console is not (421 Misdirected Request).
+
+    A page on another site can point its own name at the kiosk's address (DNS rebinding) and so have a
+    browser send requests here that the same-origin rules count as that site's; it cannot make the Host
+    header name the kiosk. Over TLS the certificate already stops it; on a loopback console (plain HTTP,
+    an SSH tunnel) this check is what does."""
+    host = request.headers.get("Host")
+    if host is None:  # HTTP/1.0 without a Host: no browser sends that
+        return None
+    if _host_allowed(host, cast("_HostList", current_app.extensions["staff_hosts"]).names()):
+        return None
+    logger.warning("refused a staff request for a host name the console does not have")
+    return _refusal("unknown_host", "This console answers only to the kiosk's own names.", 421)
 
 
 def create_staff_app(
@@ -602,8 +837,15 @@ def create_staff_app(
         MAX_CONTENT_LENGTH=MAX_REQUEST_BYTES,
         # Flask's own cookie session is never used (ours is server-side); without a key it cannot be.
         SECRET_KEY=None,
+        BABEL_DEFAULT_LOCALE="en",
+        BABEL_TRANSLATION_DIRECTORIES="translations",
     )
+    # The console's own catalog ("staff"), never the guest's ("messages").
+    Babel(app, locale_selector=staff_locale, default_domain=STAFF_DOMAIN)
     app.extensions["kiosk"] = kiosk
+    app.extensions["staff_hosts"] = _HostList(cfg)
+    app.before_request(_check_host)  # first: before the origin check and any view
+    app.after_request(_remember_language)
     auth = StaffAuth(store=store, audit=audit, clock=clock)
     app.extensions[EXTENSION] = auth
     app.extensions["staff_console"] = StaffConsole(kiosk, cfg, auth=auth, thermal_root=thermal_root)
@@ -619,7 +861,9 @@ def create_staff_app(
     @app.errorhandler(KioskError)
     def _kiosk_error(exc: KioskError) -> Response:
         status = http_status(exc)
-        page = render_template("staff/error.html", status=status, message=str(exc))
+        known = _KIOSK_ERRORS.get(exc.code)
+        message = str(known) if known is not None else str(exc)
+        page = render_template("staff/error.html", status=status, message=message, code=exc.code)
         return Response(page, status=status)
 
     @app.errorhandler(Exception)

@@ -24,6 +24,10 @@ codes, per-account lockout with back-off). On top of it this module keeps:
 ``StaffAuth`` (in ``app.extensions["staff_auth"]``) ties them to the account store and the audit trail;
 the request helpers below (``current_session``, ``staff_only``, ``check_csrf``...) are what the views in
 ``kiosk_ui.staff`` use. Every failure to sign in shows the same message, whatever the reason.
+
+Texts for people go through ``_s`` / ``_sl`` (the console's own gettext domain, "staff": extracted by
+``kiosk_ui/translations/staff-babel.cfg`` with ``-k _s -k _sl``, keywords the guest catalog's extraction does
+not know, so a staff sentence can never land in the guest's catalog). Log lines stay English.
 """
 
 from __future__ import annotations
@@ -41,6 +45,8 @@ from dataclasses import dataclass, field
 from typing import Any, TypeVar, cast
 
 from flask import current_app, g, redirect, request, url_for
+from flask_babel import gettext, lazy_gettext
+from flask_babel.speaklater import LazyString
 from werkzeug.exceptions import HTTPException
 from werkzeug.wrappers import Response as BaseResponse
 
@@ -55,6 +61,7 @@ __all__ = [
     "LOGIN_COOKIE",
     "LOGIN_FORM_SECONDS",
     "MAX_SESSIONS",
+    "STAFF_DOMAIN",
     "TLS_COOKIE",
     "TLS_LOGIN_COOKIE",
     "AddressLimiter",
@@ -64,6 +71,8 @@ __all__ = [
     "SessionTable",
     "StaffAuth",
     "StaffSession",
+    "_s",
+    "_sl",
     "actor",
     "check_csrf",
     "check_login_csrf",
@@ -95,6 +104,19 @@ TLS_LOGIN_COOKIE = "__Host-staff_login"
 EXTENSION = "staff_auth"  # the app.extensions key of the app's StaffAuth
 
 _RANK = {Role.OPERATOR: 1, Role.ADMIN: 2}
+STAFF_DOMAIN = "staff"  # the console's gettext domain (kiosk_ui/translations/*/LC_MESSAGES/staff.po)
+
+
+def _s(msgid: str, **variables: Any) -> str:
+    """A console text in the request's language (the app's default domain, "staff"); ``%(name)s``
+    placeholders are filled from ``variables``. Call inside a request."""
+    return str(gettext(msgid, **variables))
+
+
+def _sl(msgid: str) -> LazyString:
+    """``_s`` for a text defined at import time: translated when it is turned into a string."""
+    return lazy_gettext(msgid)
+
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -427,6 +449,9 @@ def clear_login_cookie(response: BaseResponse) -> None:
     )
 
 
+_FORM_EXPIRED = _sl("The form has expired or did not come from this console. Reload and try again.")
+
+
 def check_login_csrf() -> None:
     """403 unless the sign-in form's ``csrf_token`` and the sign-in cookie carry the same genuine,
     unexpired token (``LoginTokens.accepts``), or the browser is signed in and sent its session's token."""
@@ -436,7 +461,7 @@ def check_login_csrf() -> None:
         return  # signed in already: a form of this console carries the session's own token
     if not _auth().login_tokens.accepts(request.cookies.get(_login_cookie_name()), sent):
         logger.warning("refused a staff sign-in without a valid form token")
-        raise Refused(403, "The form has expired or did not come from this console. Reload and try again.")
+        raise Refused(403, str(_FORM_EXPIRED))
 
 
 def session_id() -> str | None:
@@ -477,7 +502,7 @@ def check_csrf(session: StaffSession | None) -> None:
     sent = request.form.get("csrf_token", "")
     if session is None or not sent or not hmac.compare_digest(sent.encode(), session.csrf.encode()):
         logger.warning("refused a staff form without a valid CSRF token")
-        raise Refused(403, "The form has expired or did not come from this console. Reload and try again.")
+        raise Refused(403, str(_FORM_EXPIRED))
 
 
 def staff_only(role: Role) -> Callable[[F], F]:
@@ -497,7 +522,7 @@ def staff_only(role: Role) -> Callable[[F], F]:
             if session is None or session.account is None or session.role is None:
                 return redirect(url_for("staff.login"), code=303)
             if _RANK[session.role] < _RANK[role]:
-                raise Refused(403, "Your role does not allow this.")
+                raise Refused(403, _s("Your role does not allow this."))
             if request.method == "POST":
                 check_csrf(session)
             return view(*args, **kwargs)
@@ -511,7 +536,7 @@ def signed_in() -> StaffSession:
     """The signed-in session of a view behind ``staff_only``."""
     session = current_session()
     if session is None or session.account is None:  # staff_only has checked; keeps the types honest
-        raise Refused(401, "Sign in first.")
+        raise Refused(401, _s("Sign in first."))
     return session
 
 
@@ -526,5 +551,5 @@ def confirm_request() -> None:
         _auth().confirm(signed_in(), request.form.get("password", ""), request.form.get("totp", ""))
     except ReauthFailed:
         raise Refused(
-            403, "Confirmation failed: enter your password and a new code from your authenticator app."
+            403, _s("Confirmation failed: enter your password and a new code from your authenticator app.")
         ) from None

@@ -1,6 +1,7 @@
 """Device provisioning: systemd units, RAM store, sysctl/journald/coredump policy, TLS, plans, ``doctor``.
 
-``python -m provisioning plan|apply|tls|doctor|build-engines|staff-bootstrap|hotspot`` (see ``cli``). This
+``python -m provisioning plan|apply|tls|cert|doctor|build-engines|staff-bootstrap|hotspot|setup-sheet`` (see
+``cli``). This
 package imports ``appliance`` and ``engine``; nothing imports it (DESIGN.md §3).
 """
 

@@ -34,6 +34,17 @@ from provisioning.configfile import (
     device_config,
     render_config_toml,
 )
+from provisioning.cups import (
+    CUPS_DROPIN,
+    CUPS_FILES_CONF,
+    CUPS_PACKAGES,
+    CUPS_SERVICE,
+    CUPSD_CONF,
+    queue_command,
+    render_cups_dropin,
+    render_cups_files_conf,
+    render_cupsd_conf,
+)
 from provisioning.render import (
     BROWSER_HOME_MOUNT,
     BROWSER_UNIT,
@@ -119,6 +130,7 @@ _SWAPOFF = "swapoff"
 _ZRAM = "zram"
 _RESTART_KIOSK = "restart-kiosk"
 _RESTART_BROWSER = "restart-browser"
+_RESTART_CUPS = "restart-cups"
 _HANDLER_ORDER = (
     _SYSUSERS,
     _DAEMON_RELOAD,
@@ -127,9 +139,14 @@ _HANDLER_ORDER = (
     _NVZRAM,
     _SWAPOFF,
     _ZRAM,
+    _RESTART_CUPS,
     _RESTART_KIOSK,
     _RESTART_BROWSER,
 )
+# The CUPS queue (``[print] enabled``): made by lpadmin once cupsd runs the rendered configuration.
+_CUPS_QUEUE = "cups-queue"
+# Gutenprint's USB backend, as `lpinfo -v` names the printers it finds: gutenprint53+usb://<model>/<serial>.
+_GUTENPRINT_USB = "gutenprint53+usb"
 
 
 @dataclass(frozen=True)
@@ -271,14 +288,20 @@ def _swap_specs(target: Target) -> list[Spec]:
     return specs
 
 
-def wanted_packages(target: Target) -> tuple[str, ...]:
+def wanted_packages(target: Target, config: KioskConfig | None = None) -> tuple[str, ...]:
     """Debian packages what apply renders depends on (installed by apply where missing)."""
     wanted: list[str] = []
     if target.browser:
         wanted.extend(BROWSER_PACKAGES)
     if target.swap_policy == "zram":
         wanted.extend(ZRAM_PACKAGES)
+    if config is not None and config.print.enabled:
+        wanted.extend(CUPS_PACKAGES)
     return tuple(wanted)
+
+
+# Passed to every apt-get install (see package_commands).
+DPKG_KEEP_CONFFILES = ("-o", "Dpkg::Options::=--force-confdef", "-o", "Dpkg::Options::=--force-confold")
 
 
 def package_commands(
@@ -296,7 +319,11 @@ def package_commands(
     commands: list[tuple[str, ...]] = []
     missing = [p for p in wanted if p not in installed]
     if missing:
-        commands.append(("apt-get", "install", "--yes", "--no-install-recommends", *missing))
+        # --force-confold: apply may already have written a package's conffile (cups-files.conf is
+        # cups-daemon's, rendered whether or not the event prints); without it dpkg stops at a question no
+        # one answers (an Ansible run, a timer) — found in review. apply re-renders the file anyway.
+        install = ("apt-get", "install", "--yes", "--no-install-recommends", *DPKG_KEEP_CONFFILES)
+        commands.append((*install, *missing))
     for snap in snaps:
         if not host_path(root, f"/snap/bin/{snap}").exists():
             if "snapd" not in installed:
@@ -333,7 +360,10 @@ def desired_state(config_text: str, config: KioskConfig, target: Target) -> list
     for extra in sorted(
         {PurePosixPath(str(config.audit.path)), PurePosixPath(str(config.staff.accounts_path.parent))}
     ):
-        if extra not in (AUDIT_DIR, STAFF_DIR):
+        # The config directories keep their own specs above: an accounts file left at the model's default
+        # under /etc must not hand /etc/headshot-kiosk to the service (two specs for one directory made
+        # every apply flip its mode and owner; found by the fleet tests).
+        if extra not in (AUDIT_DIR, STAFF_DIR, CONFIG_DIR, TLS_DIR):
             specs.append(DirSpec(extra, 0o700, **hk))
     specs += [
         FileSpec(
@@ -352,6 +382,7 @@ def desired_state(config_text: str, config: KioskConfig, target: Target) -> list
             for wanted_by in kiosk_wanted_by(config)
         ),
     ]
+    specs += _cups_specs(config, target)
     if target.browser:
         browser_unit = unit_path(BROWSER_UNIT)
         specs += [
@@ -386,6 +417,65 @@ def desired_state(config_text: str, config: KioskConfig, target: Target) -> list
                 )
             )
     return specs
+
+
+def _cups_specs(config: KioskConfig, target: Target) -> list[Spec]:
+    """CUPS configured for privacy (``provisioning.cups``). Rendered whether or not the event prints, so a
+    CUPS on the device is private from its first start; the queue, the packages and the restarts follow
+    ``[print] enabled``."""
+    queue = (_CUPS_QUEUE,) if config.print.enabled else ()
+    restart = (_RESTART_CUPS, *queue) if config.print.enabled else ()
+    lp_gid = lookup_id(target.root, "group", "lp")
+    return [
+        FileSpec(CUPSD_CONF, render_cupsd_conf().encode(), 0o644, triggers=restart),
+        # Debian ships cups-files.conf root:lp 0640: cupsd reads it as root, nobody else needs to.
+        FileSpec(CUPS_FILES_CONF, render_cups_files_conf().encode(), 0o640, group="lp", triggers=restart),
+        FileSpec(
+            CUPS_DROPIN,
+            render_cups_dropin(lp_gid, noswap=target.noswap).encode(),
+            triggers=(_DAEMON_RELOAD, *restart),
+        ),
+    ]
+
+
+def _printer_uri(config: KioskConfig, runner: Runner) -> str | None:
+    """The queue's device: ``[print] device_uri``, else the first printer of the model Gutenprint's USB
+    backend finds (``lpinfo -v``, live device only); None when there is none."""
+    if config.print.device_uri is not None:
+        return config.print.device_uri
+    result = runner.query(
+        ["lpinfo", "-h", str(config.print.cups_socket), "--include-schemes", _GUTENPRINT_USB, "-v"]
+    )
+    prefix = f"{_GUTENPRINT_USB}://{config.print.model}/"
+    for line in result.stdout.splitlines():
+        fields = line.split()
+        if len(fields) >= 2 and fields[1].startswith(prefix):
+            return fields[1]
+    return None
+
+
+def _queue_missing(config: KioskConfig, runner: Runner) -> bool:
+    """On the live device: the kiosk's queue does not exist (yet), so it must be made even if no file
+    changed (a printer plugged in after the last apply)."""
+    result = runner.query(["lpstat", "-h", str(config.print.cups_socket), "-p", config.print.queue])
+    return result.returncode != 0
+
+
+def _cups_queue(config: KioskConfig, runner: Runner, out: TextIO) -> tuple[list[tuple[str, ...]], list[str]]:
+    """Make the kiosk's queue with lpadmin: (commands run or recorded, notes)."""
+    uri = config.print.device_uri
+    if runner.execute:
+        uri = _printer_uri(config, runner)
+    if uri is None:
+        note = (
+            f"no {config.print.model} printer found (lpinfo -v): connect and switch it on, then run apply "
+            "again, or set [print] device_uri"
+        )
+        print(f"  note    {note}", file=out)
+        return [], [note]
+    command = queue_command(config, uri)
+    runner.run(command)
+    return [command], []
 
 
 # ------------------------------------------------------------------------------------------------ diff
@@ -530,6 +620,11 @@ def _handler_commands(name: str, target: Target) -> list[tuple[str, ...]]:
         return [("systemctl", "try-restart", KIOSK_UNIT)]
     if name == _RESTART_BROWSER:
         return [("systemctl", "try-restart", BROWSER_UNIT)]
+    if name == _RESTART_CUPS:
+        # restart, not try-restart: the queue is made next, and lpadmin needs a cupsd on the new files.
+        return [("systemctl", "restart", CUPS_SERVICE)]
+    if name == _CUPS_QUEUE:
+        return []  # needs the config and a probe: apply runs it itself (_cups_queue)
     raise ProvisioningError(f"unknown handler {name!r}")
 
 
@@ -571,20 +666,31 @@ def plan(target: Target, config_path: Path | None) -> Outcome:
     live = is_live_root(target.root)
     changes = diff(target.root, specs, compare_owner=live)
     extra = _live_triggers(target) if live else set()
-    commands = _package_commands(target) + _ordered(changes, target, extra)
+    commands = _package_commands(target, config) + _ordered(changes, target, extra)
     outcome = Outcome(changes=changes, commands=commands, config_origin=origin)
-    outcome.notes.extend(_package_notes(target))
+    outcome.notes.extend(_package_notes(target, config))
+    probe = Runner(execute=False)  # queries only
+    if config.print.enabled and (_queue_triggered(changes) or (live and _queue_missing(config, probe))):
+        outcome.notes.append(f"the CUPS queue {config.print.queue} will be made with lpadmin")
     return outcome
 
 
-def _package_commands(target: Target) -> list[tuple[str, ...]]:
-    return package_commands(target.root, wanted_packages(target), snaps=_wanted_snaps(target))
+def _queue_triggered(changes: Sequence[Change]) -> bool:
+    return any(
+        _CUPS_QUEUE in c.spec.triggers or c.spec.path == CONFIG_PATH
+        for c in changes
+        if not isinstance(c.spec, DirSpec) and c.action not in ("mode", "owner")
+    )
 
 
-def _package_notes(target: Target) -> list[str]:
+def _package_commands(target: Target, config: KioskConfig) -> list[tuple[str, ...]]:
+    return package_commands(target.root, wanted_packages(target, config), snaps=_wanted_snaps(target))
+
+
+def _package_notes(target: Target, config: KioskConfig) -> list[str]:
     if installed_packages(target.root) is not None:
         return []
-    needed = [*wanted_packages(target), *(f"{s} (snap)" for s in _wanted_snaps(target))]
+    needed = [*wanted_packages(target, config), *(f"{s} (snap)" for s in _wanted_snaps(target))]
     if not needed:
         return []
     return [
@@ -626,7 +732,7 @@ def apply(target: Target, config_path: Path | None, runner: Runner, out: TextIO)
 
     # Phase 0: packages what the rendered files depend on (cage, the Chromium snap, zram-generator).
     commands: list[tuple[str, ...]] = []
-    for command in _package_commands(target):
+    for command in _package_commands(target, config):
         runner.run(command)
         commands.append(command)
 
@@ -647,7 +753,7 @@ def apply(target: Target, config_path: Path | None, runner: Runner, out: TextIO)
         extra.discard(_SYSUSERS)
     uid = lookup_id(target.root, "passwd", SERVICE_USER)
     gid = lookup_id(target.root, "group", SERVICE_GROUP)
-    notes: list[str] = _package_notes(target)
+    notes: list[str] = _package_notes(target, config)
     browser_uid = lookup_id(target.root, "passwd", BROWSER_USER)
     browser_gid = lookup_id(target.root, "group", BROWSER_USER)
     if browser_uid is not None and browser_gid is not None:
@@ -682,6 +788,10 @@ def apply(target: Target, config_path: Path | None, runner: Runner, out: TextIO)
             continue  # ran in phase 1
         runner.run(command)
         commands.append(command)
+    if config.print.enabled and (_queue_triggered(done) or (live and _queue_missing(config, runner))):
+        queue_commands, queue_notes = _cups_queue(config, runner, out)
+        commands.extend(queue_commands)
+        notes.extend(queue_notes)
     outcome = Outcome(changes=done, commands=commands, config_origin=origin, notes=notes)
     outcome.notes.append(f"check-config: {checked}")
     if any(isinstance(c.spec, LinkSpec) and c.spec.target == str(unit_path(KIOSK_UNIT)) for c in done):

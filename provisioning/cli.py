@@ -1,4 +1,5 @@
-"""``python -m provisioning``: plan, apply, tls, cert, doctor, build-engines, staff-bootstrap, hotspot.
+"""``python -m provisioning``: plan, apply, tls, cert, doctor, build-engines, staff-bootstrap, hotspot,
+setup-sheet.
 
 Exit codes: 0 done (doctor: no FAIL), 1 doctor found a FAIL, 2 usage, config or provisioning error,
 3 ``build-engines`` on a machine without TensorRT (nothing changed). Nothing here calls ``sys.exit``.
@@ -16,7 +17,7 @@ from typing import TextIO
 
 from appliance.config import ConfigError, KioskConfig, load_config
 from provisioning import ProvisioningError
-from provisioning.configfile import CONFIG_PATH
+from provisioning.configfile import CONFIG_PATH, CONNECTIVITY_CHECK_PORT
 from provisioning.target import (
     DEFAULT_PREFIX,
     SERVICE_GROUP,
@@ -141,6 +142,24 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--channel", type=int, default=6)
     p.add_argument("--address", default="10.42.0.1/24", help="kiosk address and prefix on the access point")
     p.add_argument("--rotate", action="store_true", help="generate a new passphrase")
+
+    p = sub.add_parser(
+        "setup-sheet",
+        help="write a printable page for staff: the console's address and QR, the Wi-Fi QR, the checklist",
+        description="Write a printable HTML page for the event's staff: the staff console's address for "
+        "phones and its QR code, the kiosk hotspot's join code, the certificate's end date and the checklist "
+        "for the day. It holds no password, code or key; hand it to staff, never show it to guests.",
+    )
+    root_option(p)
+    p.add_argument(
+        "--config",
+        type=Path,
+        default=None,
+        help=f"kiosk.toml (default: {CONFIG_PATH} under --root, if present)",
+    )
+    p.add_argument(
+        "-o", "--output", type=Path, default=Path("setup-sheet.html"), help="where to write it (%(default)s)"
+    )
     return parser
 
 
@@ -311,10 +330,9 @@ def _cmd_hotspot(args: argparse.Namespace, out: TextIO) -> int:
 
     root: Path = args.root
     _require_root_user(root, "hotspot")
-    host = args.host
-    if host is None:
-        installed = host_path(root, CONFIG_PATH)
-        host = load_config(installed if installed.is_file() else None).delivery.public_host
+    installed = host_path(root, CONFIG_PATH)
+    delivery = load_config(installed if installed.is_file() else None).delivery
+    host = args.host if args.host is not None else delivery.public_host
     settings = HotspotSettings(
         ssid=args.ssid,
         host_name=host,
@@ -322,9 +340,39 @@ def _cmd_hotspot(args: argparse.Namespace, out: TextIO) -> int:
         country=args.country,
         channel=args.channel,
         address=args.address,
+        # Port 80 goes where the kiosk answers; with the answers off (0), where `apply` puts them.
+        checks_port=delivery.connectivity_check_port or CONNECTIVITY_CHECK_PORT,
     )
+    if not delivery.connectivity_check_port:
+        print(
+            "note: [delivery] connectivity_check_port is 0: phones' connectivity checks get no answer and "
+            f"phones may leave this Wi-Fi; set it to {CONNECTIVITY_CHECK_PORT} (apply with TLS does)",
+            file=out,
+        )
     changed = hotspot(root, settings, Runner(execute=is_live_root(root), echo=out), out, rotate=args.rotate)
     print("hotspot configured" if changed else "nothing changed: the hotspot already matches", file=out)
+    return 0
+
+
+def _cmd_setup_sheet(args: argparse.Namespace, out: TextIO) -> int:
+    from provisioning.setup_sheet import write_setup_sheet  # noqa: PLC0415 - segno only for this command
+
+    root: Path = args.root
+    if args.config is not None:
+        cfg = load_config(args.config)
+    else:
+        installed = host_path(root, CONFIG_PATH)
+        cfg = load_config(installed if installed.is_file() else None)
+    try:
+        sheet = write_setup_sheet(cfg, args.output, root=root)
+    except OSError as exc:
+        raise ProvisioningError(f"cannot write {args.output}: {exc.strerror}") from None
+    print(f"wrote {args.output}", file=out)
+    print(f"staff console: {sheet.console.url}", file=out)
+    for problem in sheet.console.problems:
+        print(f"warning: {problem}", file=out)
+    if sheet.console.fix:
+        print(f"fix: {sheet.console.fix}", file=out)
     return 0
 
 
@@ -337,6 +385,7 @@ _COMMANDS = {
     "build-engines": _cmd_build_engines,
     "staff-bootstrap": _cmd_staff_bootstrap,
     "hotspot": _cmd_hotspot,
+    "setup-sheet": _cmd_setup_sheet,
 }
 
 

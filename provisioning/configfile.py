@@ -24,6 +24,7 @@ __all__ = [
     "AUDIT_DIR",
     "CONFIG_DIR",
     "CONFIG_PATH",
+    "CONNECTIVITY_CHECK_PORT",
     "PLANS_DIR",
     "STAFF_DIR",
     "STATE_DIR",
@@ -48,6 +49,10 @@ PLANS_DIR = STATE_DIR / "plans"
 # the service (ProtectSystem=strict), so the accounts live in the state directory, owner-only.
 STAFF_DIR = STATE_DIR / "staff"
 STORE_DIR = PurePosixPath("/run/headshot-kiosk")
+# Where the kiosk answers the phones' connectivity checks on a device with TLS delivery (kiosk_ui.probes).
+# Not port 80 itself: the kiosk runs unprivileged in a private user namespace (PrivateUsers=yes), where no
+# capability can bind a port below 1024 on the host; the hotspot redirects the access point's port 80 here.
+CONNECTIVITY_CHECK_PORT = 8080
 
 
 def device_config(target: Target, *, public_host: str | None = None, tls: bool = False) -> KioskConfig:
@@ -55,7 +60,8 @@ def device_config(target: Target, *, public_host: str | None = None, tls: bool =
 
     The camera is the first V4L2 node found on the device (the demo source if there is none; switch to
     ``source = "csi"`` for a Jetson CSI camera). With ``tls`` the delivery listener serves the network on
-    ``public_host`` using the certificate ``provisioning tls`` installed; without it, it stays on loopback.
+    ``public_host`` using the certificate ``provisioning tls`` installed, with the connectivity-check answers
+    and the staff console beside it for staff phones; without it, all stay on loopback.
     """
     data: dict[str, Any] = {
         "store": {"path": str(STORE_DIR)},
@@ -71,6 +77,15 @@ def device_config(target: Target, *, public_host: str | None = None, tls: bool =
         data["delivery"] = {
             "host": "0.0.0.0",  # noqa: S104 - phones on the kiosk's network connect here, over TLS only
             "public_host": public_host,
+            "tls_cert_path": str(TLS_CERT),
+            "tls_key_path": str(TLS_KEY),
+            # Where the hotspot redirects the phones' port-80 connectivity checks (provisioning.hotspot).
+            "connectivity_check_port": CONNECTIVITY_CHECK_PORT,
+        }
+        # The staff console on the same network for staff phones, with the same certificate (TLS only).
+        data["staff"] = {
+            **data["staff"],
+            "host": "0.0.0.0",  # noqa: S104 - staff phones, TLS only
             "tls_cert_path": str(TLS_CERT),
             "tls_key_path": str(TLS_KEY),
         }

@@ -36,6 +36,7 @@ from appliance.config import (
 from appliance.hardening import dumpable_state
 from appliance.tlscert import days_until_expiry
 from provisioning.configfile import CONFIG_PATH
+from provisioning.cups import CUPS_DROPIN, CUPS_FILES_CONF, CUPSD_CONF, PRIVACY_DIRECTIVES
 from provisioning.render import KIOSK_UNIT, NVZRAM_UNIT, unit_path, zram_size_expressions
 from provisioning.runner import Runner
 from provisioning.target import (
@@ -707,6 +708,16 @@ def _check_tls(ctx: _Context) -> Check:
     return Check("tls", Status.OK, f"{delivery.public_host}, {validity}")
 
 
+def _check_staff_console(ctx: _Context) -> Check:
+    """The staff console's address for phones (provisioning.staffurl), and what stands in a phone's way."""
+    if ctx.config is None:
+        return Check("staff-console", Status.SKIP, "no valid config")
+    from provisioning.staffurl import doctor_check  # noqa: PLC0415 - cryptography
+
+    status, detail, fix = doctor_check(ctx.config, root=ctx.root, now=ctx.now)
+    return Check("staff-console", Status(status), detail, fix)
+
+
 def _check_tls_renewal(ctx: _Context) -> Check:
     """ACME renewal (``cert obtain``): settings, DNS hook, enabled timer, and whether renewal is overdue
     (the kiosk has not been online since it fell due, or the renewal fails)."""
@@ -896,6 +907,89 @@ def _check_camera(ctx: _Context) -> Check:
     )
 
 
+def _cups_directives(text: str) -> dict[str, list[str]]:
+    """Top-level ``Directive value`` lines of a cupsd.conf-style file (``<Location>``/``<Policy>`` blocks
+    skipped), each directive's values in order (cupsd uses the last)."""
+    values: dict[str, list[str]] = {}
+    depth = 0
+    for raw in text.splitlines():
+        line = raw.strip()
+        if not line or line.startswith("#"):
+            continue
+        if line.startswith("</"):
+            depth = max(0, depth - 1)
+            continue
+        if line.startswith("<"):
+            depth += 1
+            continue
+        if depth == 0:
+            name, _, value = line.partition(" ")
+            values.setdefault(name, []).append(value.strip())
+    return values
+
+
+def _under(path: str, directory: str) -> bool:
+    return path == directory or path.startswith(directory.rstrip("/") + "/")
+
+
+def _check_cups(ctx: _Context) -> Check:
+    """CUPS as printing needs it (issue 17): RequestRoot, TempDir and CacheDir on cupsd's own RAM tmpfs,
+    PreserveJobFiles/PreserveJobHistory No, few jobs, the local socket only, no web interface, logs without
+    titles (warn level, no debug history, no page log) and not written to files on disk; with printing on,
+    a running CUPS that has the kiosk's queue."""
+    enabled = ctx.config is not None and ctx.config.print.enabled
+    cupsd_text = ctx.read(str(CUPSD_CONF))
+    files_text = ctx.read(str(CUPS_FILES_CONF))
+    if cupsd_text is None and not enabled:
+        return Check("cups", Status.SKIP, "printing off and CUPS not installed")
+    if cupsd_text is None or files_text is None:
+        return Check("cups", Status.FAIL, f"{CUPSD_CONF} or {CUPS_FILES_CONF} missing", _APPLY)
+    parsed = {CUPSD_CONF: _cups_directives(cupsd_text), CUPS_FILES_CONF: _cups_directives(files_text)}
+    problems = [
+        f"{name} {want or '(empty)'}"
+        for path, wanted in PRIVACY_DIRECTIVES.items()
+        for name, want in wanted.items()
+        if parsed[path].get(name, [None])[-1] != want
+    ]
+    cupsd, files = parsed[CUPSD_CONF], parsed[CUPS_FILES_CONF]
+    listeners = cupsd.get("Listen", []) + cupsd.get("Port", []) + cupsd.get("SSLListen", [])
+    if not listeners or any(not entry.startswith("/") for entry in listeners):
+        problems.append("Listen on the local socket only (no TCP port)")
+    dropin = _ini_values(ctx.read(str(CUPS_DROPIN)) or "", "Service")
+    mounts = {entry.split(":", 1)[0]: entry for entry in dropin.get("TemporaryFileSystem", [])}
+    spool = files.get("RequestRoot", ["/var/spool/cups"])[-1]
+    if spool not in mounts or "size=" not in mounts[spool]:
+        problems.append(f"RequestRoot {spool} on a size-capped tmpfs of cupsd's own ({CUPS_DROPIN})")
+    # cupsd's defaults when unset: TempDir <RequestRoot>/tmp, CacheDir /var/cache/cups (disk).
+    for name, default in (("TempDir", f"{spool}/tmp"), ("CacheDir", "/var/cache/cups")):  # noqa: S108
+        value = files.get(name, [default])[-1]
+        if not _under(value, spool):
+            problems.append(f"{name} {value} is not on the spool's tmpfs")
+    for name in ("ErrorLog", "AccessLog", "PageLog"):
+        value = files.get(name, ["/var/log/cups"])[-1]
+        if value not in ("syslog", "stderr") and not _under(value, "/run"):
+            problems.append(f"{name} {value} writes to disk (use syslog: the volatile journal)")
+    if problems:
+        status = Status.FAIL if enabled else Status.WARN
+        return Check("cups", status, "not private: " + "; ".join(problems), _APPLY)
+    detail = "RAM spool, job files and history not kept, local socket only, logs without titles"
+    if not enabled:
+        return Check("cups", Status.OK, detail + " (printing off)")
+    assert ctx.config is not None
+    if not ctx.live:
+        return Check("cups", Status.OK, detail + "; queue checked on the live device only")
+    socket = str(ctx.config.print.cups_socket)
+    result = ctx.runner.query(["lpstat", "-h", socket, "-p", ctx.config.print.queue])
+    if result.returncode != 0:
+        return Check(
+            "cups",
+            Status.FAIL,
+            detail + f"; but no queue {ctx.config.print.queue} on {socket}",
+            "connect the printer and run `python -m provisioning apply` (or set [print] device_uri)",
+        )
+    return Check("cups", Status.OK, detail + f"; queue {ctx.config.print.queue} present")
+
+
 def _check_clock(ctx: _Context) -> Check:
     # First: can the clock be right at all? An offline Jetson without an RTC battery comes back from a
     # power cut in the past, where TOTP fails (staff then sign in with a recovery code) and TLS looks expired.
@@ -997,7 +1091,9 @@ _CHECKS: tuple[Callable[[_Context], Check], ...] = (
     _check_dumpable,
     _check_tls,
     _check_tls_renewal,
+    _check_staff_console,
     _check_camera,
+    _check_cups,
     _check_engine,
     _check_clock,
     _check_ram,

@@ -19,7 +19,7 @@ from typing import TextIO
 
 from provisioning import ProvisioningError
 from provisioning.apply import FileSpec, chown_commands, package_commands, write_specs
-from provisioning.configfile import CONFIG_DIR
+from provisioning.configfile import CONFIG_DIR, CONNECTIVITY_CHECK_PORT
 from provisioning.runner import Runner
 from provisioning.target import SERVICE_GROUP, SERVICE_USER, host_path, is_live_root
 
@@ -29,6 +29,8 @@ __all__ = [
     "generate_passphrase",
     "hotspot",
     "hotspot_specs",
+    "render_checks_nft",
+    "render_checks_unit",
     "render_dnsmasq",
     "render_hostapd",
     "wifi_qr_payload",
@@ -38,12 +40,16 @@ HOSTAPD_PATH = PurePosixPath("/etc/hostapd/headshot-kiosk.conf")
 DNSMASQ_PATH = PurePosixPath("/etc/dnsmasq.d/headshot-kiosk.conf")
 NETWORKD_PATH = PurePosixPath("/etc/systemd/network/50-headshot-kiosk-ap.network")
 NM_PATH = PurePosixPath("/etc/NetworkManager/conf.d/50-headshot-kiosk-ap.conf")
+CHECKS_NFT_PATH = CONFIG_DIR / "connectivity-checks.nft"
+CHECKS_UNIT = "headshot-kiosk-connectivity-checks.service"
+CHECKS_UNIT_PATH = PurePosixPath("/etc/systemd/system") / CHECKS_UNIT
+
 PASSPHRASE_PATH = CONFIG_DIR / "wifi-passphrase"
 QR_PATH = CONFIG_DIR / "wifi.qr"
 # Debian/Ubuntu hostapd ships hostapd@.service, which reads /etc/hostapd/%i.conf.
 HOSTAPD_UNIT = "hostapd@headshot-kiosk.service"
 # JetPack 6 has only dnsmasq-base (NetworkManager's private copy, no dnsmasq.service) and no hostapd.
-HOTSPOT_PACKAGES = ("hostapd", "dnsmasq")
+HOTSPOT_PACKAGES = ("hostapd", "dnsmasq", "nftables")
 
 # Host names phones fetch right after joining a Wi-Fi to decide whether it "has internet"; a network that
 # fails the check is left again or flagged (Android), or shown as a captive portal (iOS, Windows), and the
@@ -80,6 +86,8 @@ class HotspotSettings:
     country: str = "US"
     channel: int = 6
     address: str = "10.42.0.1/24"
+    # The kiosk's `[delivery] connectivity_check_port`, where the access point's port 80 goes.
+    checks_port: int = CONNECTIVITY_CHECK_PORT
 
     def __post_init__(self) -> None:
         raw = self.ssid.encode("utf-8")
@@ -93,6 +101,8 @@ class HotspotSettings:
             raise ProvisioningError(
                 f"country must be an ISO 3166-1 alpha-2 code such as DE, got {self.country!r}"
             )
+        if not 1 <= self.checks_port <= 65535:
+            raise ProvisioningError(f"connectivity-check port must be 1..65535, got {self.checks_port}")
         if not 1 <= self.channel <= 13:
             raise ProvisioningError(f"2.4 GHz channel must be 1..13, got {self.channel}")
         if not re.fullmatch(
@@ -225,6 +235,38 @@ def render_networkmanager(settings: HotspotSettings) -> str:
     return _HEADER + f"[keyfile]\nunmanaged-devices=interface-name:{settings.interface}\n"
 
 
+def render_checks_nft(settings: HotspotSettings) -> str:
+    """nft(8): phones' plain-HTTP connectivity checks arriving on the access point (port 80, sent to the
+    kiosk's address by dnsmasq) go to the kiosk's answering port. Only on the access point interface, only
+    to the kiosk's own address: nothing else is redirected, and the table is the kiosk's own."""
+    rule = f"ip daddr {settings.ip} tcp dport 80 redirect to :{settings.checks_port}"
+    return (
+        _HEADER
+        + "table ip headshot_kiosk_checks\n"
+        + "delete table ip headshot_kiosk_checks\n"
+        + "table ip headshot_kiosk_checks {\n"
+        + "\tchain prerouting {\n"
+        + "\t\ttype nat hook prerouting priority dstnat; policy accept;\n"
+        + f'\t\tiifname "{settings.interface}" {rule}\n'
+        + "\t}\n"
+        + "}\n"
+    )
+
+
+def render_checks_unit() -> str:
+    """The oneshot unit that loads :func:`render_checks_nft` at boot and removes the table when stopped."""
+    return (
+        _HEADER
+        + "[Unit]\n"
+        + "Description=Headshot kiosk: phones' connectivity checks to the kiosk's answering port\n"
+        + "After=network-pre.target\nBefore=network.target\n\n"
+        + "[Service]\nType=oneshot\nRemainAfterExit=yes\n"
+        + f"ExecStart=/usr/sbin/nft -f {CHECKS_NFT_PATH}\n"
+        + "ExecStop=/usr/sbin/nft delete table ip headshot_kiosk_checks\n\n"
+        + "[Install]\nWantedBy=multi-user.target\n"
+    )
+
+
 def hotspot_specs(settings: HotspotSettings, passphrase: str) -> list[FileSpec]:
     """Every file ``hotspot`` installs. Files holding the passphrase are 0600."""
     qr = wifi_qr_payload(settings.ssid, passphrase)
@@ -235,6 +277,8 @@ def hotspot_specs(settings: HotspotSettings, passphrase: str) -> list[FileSpec]:
         FileSpec(DNSMASQ_PATH, render_dnsmasq(settings).encode(), triggers=("dnsmasq",)),
         FileSpec(NETWORKD_PATH, render_networkd(settings).encode(), triggers=("networkd",)),
         FileSpec(NM_PATH, render_networkmanager(settings).encode(), triggers=("networkmanager",)),
+        FileSpec(CHECKS_NFT_PATH, render_checks_nft(settings).encode(), triggers=("checks",)),
+        FileSpec(CHECKS_UNIT_PATH, render_checks_unit().encode(), triggers=("checks",)),
     ]
 
 
@@ -274,6 +318,9 @@ def hotspot(
         commands += [("systemctl", "enable", HOSTAPD_UNIT), ("systemctl", "restart", HOSTAPD_UNIT)]
     if "dnsmasq" in triggered:
         commands.append(("systemctl", "restart", "dnsmasq.service"))
+    if "checks" in triggered:
+        commands += [("systemctl", "daemon-reload"), ("systemctl", "enable", CHECKS_UNIT)]
+        commands.append(("systemctl", "restart", CHECKS_UNIT))
     for command in commands:
         # NetworkManager may be absent (networkd-only images); everything else must work.
         runner.run(command, check=command[:2] != ("systemctl", "reload"))

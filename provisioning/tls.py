@@ -336,6 +336,8 @@ def print_summary(bundle: TlsBundle, written: Sequence[Path], out: TextIO) -> No
         "The delivery listener uses it with these lines in /etc/headshot-kiosk/kiosk.toml "
         "(a fresh `apply` writes them itself):\n"
         f'  [delivery]\n  host = "0.0.0.0"\n  public_host = "{bundle.hosts[0]}"\n'
-        f'  tls_cert_path = "{TLS_CERT}"\n  tls_key_path = "{TLS_KEY}"',
+        f'  tls_cert_path = "{TLS_CERT}"\n  tls_key_path = "{TLS_KEY}"\n'
+        "and the staff console, for staff phones on the same network (TLS only):\n"
+        f'  [staff]\n  host = "0.0.0.0"\n  tls_cert_path = "{TLS_CERT}"\n  tls_key_path = "{TLS_KEY}"',
         file=out,
     )

@@ -3,12 +3,11 @@
 from __future__ import annotations
 
 import argparse
-import sys
 from collections.abc import Sequence
 from pathlib import Path
 
 from appliance.cli import command_parser, run_command, with_config
-from appliance.compliance import SUPPORTED_LANGUAGES, Controller, write_documents
+from appliance.compliance import Controller, write_documents
 from appliance.config import load_config
 
 __all__ = ["compliance_main"]
@@ -42,13 +41,6 @@ def _generate(args: argparse.Namespace) -> int:
     paths = write_documents(cfg, outdir, controller=controller)
     for path in paths:
         print(path)
-    untranslated = [lang for lang in cfg.event.languages if lang not in SUPPORTED_LANGUAGES]
-    if untranslated:
-        print(
-            f"note: documents rendered in English only (the consent screen is translated); "
-            f"no documents yet for {', '.join(untranslated)}",
-            file=sys.stderr,
-        )
     return 0
 
 

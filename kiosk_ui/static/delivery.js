@@ -3,6 +3,9 @@
 // the system share sheet with the file where the browser can share files ("Save Image" to Photos on iOS,
 // "Save image" or Files on Android), else downloads it. The photo stays in this page only (a blob: URL),
 // until the page is closed. Without this script the form's POST downloads the photo as an attachment.
+// A link with several crops (data-count > 1) asks for them all ("want=all") and gets one reply in the
+// bundle layout of appliance/delivery.py (pack_photos): "HKB1", a 4-byte big-endian length, a JSON list
+// of [file name, size], then the JPEGs; all of them go to the share sheet at once.
 (function () {
   "use strict";
   var form = document.getElementById("collect");
@@ -16,26 +19,44 @@
     return; // an old browser: the plain form still works
   }
   var text = form.dataset;
-  var file = null;
+  var count = parseInt(text.count || "1", 10);
+  var more = document.getElementById("more-photos");
+  var files = [];
 
   function say(message) {
     status.textContent = message || "";
   }
 
-  function canShare(candidate) {
+  function canShare(candidates) {
     // canShare({files}) is the only reliable test: iOS and Android have share() for links without files.
     try {
-      return Boolean(navigator.share && navigator.canShare && navigator.canShare({ files: [candidate] }));
+      return Boolean(navigator.share && navigator.canShare && navigator.canShare({ files: candidates }));
     } catch (err) {
       return false;
     }
   }
 
+  function unbundle(buffer) {
+    var view = new DataView(buffer);
+    var magic = String.fromCharCode(view.getUint8(0), view.getUint8(1), view.getUint8(2), view.getUint8(3));
+    if (magic !== "HKB1") {
+      throw new Error("failed");
+    }
+    var length = view.getUint32(4, false);
+    var index = JSON.parse(new TextDecoder().decode(new Uint8Array(buffer, 8, length)));
+    var offset = 8 + length;
+    return index.map(function (entry) {
+      var part = new File([buffer.slice(offset, offset + entry[1])], entry[0], { type: "image/jpeg" });
+      offset += entry[1];
+      return part;
+    });
+  }
+
   function share() {
-    if (!file) {
+    if (!files.length) {
       return;
     }
-    navigator.share({ files: [file] }).then(
+    navigator.share({ files: files }).then(
       function () {
         say("");
       },
@@ -53,6 +74,9 @@
     say(text.loading);
     var body = new URLSearchParams();
     body.append("attempt", form.elements.attempt.value);
+    if (count > 1) {
+      body.append("want", "all");
+    }
     fetch(window.location.pathname, {
       method: "POST",
       body: body,
@@ -68,22 +92,47 @@
         if (!response.ok) {
           throw new Error("failed");
         }
-        return response.blob();
+        if ((response.headers.get("Content-Type") || "").indexOf("image/jpeg") === 0) {
+          return response.blob().then(function (blob) {
+            return [new File([blob], "headshot.jpg", { type: "image/jpeg" })];
+          });
+        }
+        return response.arrayBuffer().then(unbundle);
       })
-      .then(function (blob) {
-        file = new File([blob], "headshot.jpg", { type: "image/jpeg" });
-        var url = URL.createObjectURL(file);
-        photo.src = url;
-        download.href = url;
+      .then(function (received) {
+        files = received;
+        var anchors = [download];
+        files.forEach(function (file, i) {
+          var url = URL.createObjectURL(file);
+          if (i === 0) {
+            photo.src = url;
+            download.href = url;
+            download.setAttribute("download", file.name);
+            return;
+          }
+          var img = document.createElement("img");
+          img.className = "photo";
+          img.alt = photo.alt;
+          img.src = url;
+          var link = download.cloneNode(true);
+          link.removeAttribute("id");
+          link.href = url;
+          link.setAttribute("download", file.name);
+          more.appendChild(img);
+          more.appendChild(link);
+          anchors.push(link);
+        });
         form.hidden = true;
         result.hidden = false;
-        if (canShare(file)) {
+        if (canShare(files)) {
           shareButton.hidden = false;
           say(text.ready);
           share(); // Chrome on Android still counts the tap and opens the sheet at once
         } else {
           say(text.downloaded);
-          download.click();
+          anchors.forEach(function (anchor) {
+            anchor.click();
+          });
         }
       })
       .catch(function (err) {

@@ -4,12 +4,21 @@
    One visit per document: when the visit ends, this page empties what it showed and then replaces itself
    with a fresh start page (Guest.fresh), so the next guest's document never held anything of this one.
    Delete now and Withdraw are never swallowed: they cancel the countdown, abandon whatever request is in
-   flight (the server cancels the capture or render in the worker) and show the "deleted" screen at once. */
+   flight (the server cancels the capture or render in the worker) and show the "deleted" screen at once.
+
+   Keyboard and physical shutter (issue 14.3): every control is a native button, link or input (Tab,
+   Enter, Space). A USB shutter button that types F13, the "Camera" key or Volume Up (Bluetooth selfie
+   remotes) does the screen's main step
+   wherever the focus is; one that types Enter or Space does it when the focus is on no control (after a
+   screen change the focus is on the screen's heading, or on the shutter button in the preview). The main
+   step is: start, then (consent needs a tick by the guest) focus the agreement box or accept, take the
+   photo, get it on the phone, "I'm connected", "I'm done", back to start. */
 "use strict";
 (() => {
   const G = window.Guest;
   const { page, $, fmt, api } = G;
   const S = page.strings;
+  const P = page.print; // null where the event offers no printing (no Print button on the page)
   const VISIT_SCREENS = ["consent", "preview", "processing", "review", "delivery"];
   const TOPBAR_SCREENS = ["preview", "processing", "review", "delivery"];
   const DONE_SECONDS = 30;
@@ -24,7 +33,9 @@
   let previewBg = null;
   let countdownTimer = null;
   let guidanceTimer = null;
+  let printSending = false; // a print request is in flight (it never blocks the rest of the visit)
   const view = { take: null, render: null, background: page.backgrounds[0], preset: page.presets[0] };
+  const alsoPresets = new Set(); // other crops the guest wants on the phone too, through the same link
 
   const call = (method, path, body) => api(method, path, body, inFlight.signal);
 
@@ -38,11 +49,32 @@
     $("topbar").hidden = !TOPBAR_SCREENS.includes(name);
     if (name === "preview") startPreview(); else stopPreview();
     const heading = document.querySelector("#screen-" + name + " h1");
-    if (heading && !heading.classList.contains("visually-hidden")) {
+    if (name === "preview") {
+      $("shoot").focus({ preventScroll: true }); // the heading is for screen readers only
+    } else if (heading && !heading.classList.contains("visually-hidden")) {
       heading.tabIndex = -1;
       heading.focus({ preventScroll: true });
     }
     document.body.dataset.screen = name;
+    scrollHint();
+    speakScreen();
+  }
+
+  /** "Scroll down for more" while the end of the consent summary (the notice link) is hidden under the
+      agreement at the bottom of the screen. */
+  function scrollHint() {
+    const link = $("notice-link").getBoundingClientRect();
+    const footer = document.querySelector(".consent-footer").getBoundingClientRect();
+    $("consent-more").hidden = screen !== "consent" || link.bottom <= footer.top;
+  }
+
+  /** Speech (when on): the visible heading of the screen and its lead text. */
+  function speakScreen() {
+    const section = $("screen-" + screen);
+    const visible = (el) => el && (el.classList.contains("visually-hidden") || el.getClientRects().length > 0);
+    const heading = [...section.querySelectorAll("h1")].find(visible);
+    const lead = [...section.querySelectorAll(".lead")].find(visible);
+    G.say([heading && heading.textContent, lead && lead.textContent]);
   }
 
   /** Replace an <img> by an empty one: the old element (and with it its decoded picture) is dropped. */
@@ -86,7 +118,9 @@
       const g = await call("GET", "/api/session/guidance");
       if (over) return;
       const hint = g.hints && g.hints.length ? g.hints[0] : null;
-      $("guidance").textContent = g.fresh ? (hint ? (S["hint_" + hint] || "") : S.hint_ready) : "";
+      const text = g.fresh ? (hint ? (S["hint_" + hint] || "") : S.hint_ready) : "";
+      if (text !== $("guidance").textContent && !countdownTimer) G.sayAfter(text);
+      $("guidance").textContent = text;
       $("outline").classList.toggle("ok", g.fresh && !hint);
     } catch (_) { /* the next poll tries again */ }
   }
@@ -120,6 +154,7 @@
       if (n <= 0) { $("countdown").hidden = true; $("cancel-countdown").hidden = true; capture(); return; }
       $("countdown").hidden = false;
       $("countdown").textContent = String(n);
+      G.say([String(n)]); // once a second: never more than three changes a second (WCAG 2.3.1)
       n -= 1;
       countdownTimer = setTimeout(step, 1000);
     };
@@ -166,9 +201,51 @@
       chip(S["bg_" + b] || b, b === view.background, () => choose({ background: b }))));
     $("preset-choices").replaceChildren(...page.presets.map((p) =>
       chip(S["preset_" + p] || p, p === view.preset, () => choose({ preset: p }))));
+    // "Also on my phone": the other crops, toggled here and rendered when the link is made.
+    $("also-choices").replaceChildren(...page.presets.filter((p) => p !== view.preset).map((p) =>
+      chip(S["preset_" + p] || p, alsoPresets.has(p), () => {
+        if (alsoPresets.has(p)) alsoPresets.delete(p); else alsoPresets.add(p);
+        renderChoices();
+      })));
     const left = state && typeof state.takes_left === "number" ? state.takes_left : 0;
     $("retake").textContent = left > 0 ? fmt(S.takes_left, left) : S.no_takes_left;
     $("retake").disabled = left <= 0;
+    renderPrint();
+  }
+
+  // -- printing (only where the event offers it) ----------------------------------------------------------
+
+  /** The Print button and the status line, from the server's state of the visit's latest print. */
+  function renderPrint() {
+    if (!P) return;
+    const job = (state && state.print) || { job: null, status: null, prints_left: 0 };
+    const active = job.status === "queued" || job.status === "printing";
+    const button = $("print-btn");
+    button.hidden = job.prints_left <= 0; // all prints used (by this guest, or the event's are gone)
+    button.disabled = printSending || active || job.prints_left <= 0;
+    button.textContent = job.job && job.prints_left > 0 ? fmt(P.strings.print_again, job.prints_left) : P.strings.print;
+    const status = $("print-status");
+    status.textContent = job.status ? (P.strings[job.status] || "") : "";
+    status.hidden = !job.status;
+    status.dataset.status = job.status || "";
+  }
+
+  async function printHeadshot() {
+    if (!P || printSending || over || !view.render) return;
+    printSending = true;
+    renderPrint();
+    try {
+      const r = await call("POST", "/api/session/print", { render: view.render });
+      if (over) return;
+      state = Object.assign({}, state, { print: r });
+    } catch (err) {
+      if (over) return;
+      // The visit goes on whatever the printer does: say why, keep the phone delivery.
+      $("review-message").textContent = P.strings["error_" + err.code] || P.strings.failed;
+    } finally {
+      printSending = false;
+      if (!over) renderPrint();
+    }
   }
 
   function enterReview(imageUrl) {
@@ -208,7 +285,9 @@
     if (busy || over) return;
     busy = true;
     try {
-      const r = await call("POST", "/api/session/deliver", { render: view.render });
+      $("review-busy").hidden = false; // the other crops are rendered now
+      const also = [...alsoPresets].filter((p) => p !== view.preset);
+      const r = await call("POST", "/api/session/deliver", { render: view.render, also_presets: also });
       if (over) return;
       $("qr").src = r.qr;
       showExpiry(r.expires_in);
@@ -216,6 +295,7 @@
     } catch (err) {
       await handleError(err);
     } finally {
+      if (!over) $("review-busy").hidden = true;
       busy = false;
     }
   }
@@ -231,6 +311,7 @@
     $("link-step").hidden = on;
     $("wifi-again").hidden = on || !page.wifi;
     (on ? $("wifi-next") : $("finish")).focus();
+    if (screen === "delivery") speakScreen();
   }
 
   function showExpiry(seconds) {
@@ -246,8 +327,9 @@
     stopCountdown();
     stopPreview();
     for (const id of ["result", "qr", "preview"]) blankImage(id);
-    for (const id of ["take-choices", "bg-choices", "preset-choices", "held-list"]) $(id).replaceChildren();
+    for (const id of ["take-choices", "bg-choices", "preset-choices", "also-choices", "held-list"]) $(id).replaceChildren();
     for (const id of ["expires", "guidance", "review-message", "attract-message"]) $(id).textContent = "";
+    if (P) { $("print-status").textContent = ""; $("print-status").hidden = true; }
     if ($("held-dialog").open) $("held-dialog").close();
     $("idle-warning").hidden = true;
     performance.clearResourceTimings(); // the document's list of the URLs it fetched (render ids, the QR's)
@@ -316,7 +398,8 @@
     $("held-list").replaceChildren(...held.map((item) => {
       const li = document.createElement("li");
       const what = document.createElement("span");
-      what.textContent = (S["kind_" + item.kind] || item.kind) + " · " + humanBytes(item.bytes);
+      const kind = S["kind_" + item.kind] || (P && P.strings["kind_" + item.kind]) || item.kind;
+      what.textContent = kind + " · " + humanBytes(item.bytes);
       const when = document.createElement("span");
       when.textContent = fmt(S.held_expires, Math.max(1, Math.ceil((item.expires - now) / 60)));
       li.append(what, when);
@@ -334,10 +417,12 @@
     if (stayOn === "preview" && state && state.phase === "preview") {
       show("preview");
       $("guidance").textContent = errorText(err);
+      G.sayAfter(errorText(err));
       return;
     }
     const target = screen === "review" ? "review-message" : "attract-message";
     $(target).textContent = errorText(err);
+    G.sayAfter(errorText(err));
   }
 
   async function poll() {
@@ -357,6 +442,7 @@
     const p = state.phase;
     G.follow(state);
     renderHeld();
+    renderPrint();
     if (state.delivery) showExpiry(state.delivery.expires_in);
     if (busy) return;
     if (p === "idle") {
@@ -403,6 +489,8 @@
     }
   });
   $("agree").addEventListener("change", () => { $("accept").disabled = !$("agree").checked; });
+  window.addEventListener("scroll", scrollHint, { passive: true });
+  window.addEventListener("resize", scrollHint, { passive: true });
   $("accept").addEventListener("click", async () => {
     if (busy || over || !$("agree").checked) return;
     busy = true;
@@ -443,6 +531,7 @@
     show("preview"); // back to the live camera: the guest poses again and presses the shutter when ready
   });
   $("deliver").addEventListener("click", deliver);
+  if (P) $("print-btn").addEventListener("click", printHeadshot);
   $("finish").addEventListener("click", () => finish("/api/session/end", true));
   $("delete-btn").addEventListener("click", () => finish("/api/session/delete", false));
   $("held-delete").addEventListener("click", () => finish("/api/session/delete", false));
@@ -459,7 +548,42 @@
     $("wifi-password").textContent = page.wifi.password;
   }
   $("recover").addEventListener("click", G.fresh);
-  $("still-here").addEventListener("click", poll);
+
+  // -- keyboard and physical shutter ----------------------------------------------------------------------
+
+  // F13: what programmable USB buttons are usually set to (no keyboard has it, so no clash); "Camera": the
+  // camera key of some keypads; "AudioVolumeUp": what Bluetooth selfie remotes send.
+  const SHUTTER_KEYS = ["F13", "Camera", "AudioVolumeUp"];
+  const CONTROLS = "button, a, input, select, textarea, summary, [contenteditable]";
+
+  /** The screen's main step, for the shutter button. */
+  function mainStep() {
+    if ($("held-dialog").open) return; // the dialog's own buttons, by keyboard
+    if (!$("idle-warning").hidden) { $("still-here").click(); return; }
+    const click = (id) => { const b = $(id); if (b && !b.hidden && !b.disabled) b.click(); };
+    switch (screen) {
+      case "attract": click("start"); break;
+      case "consent":
+        // Consent is the guest's own act: the shutter brings them to the box, it never ticks it.
+        if ($("agree").checked) click("accept"); else $("agree").focus();
+        break;
+      case "preview": if (!countdownTimer && !busy) click("shoot"); break;
+      case "review": click("deliver"); break;
+      case "delivery": click($("wifi-step").hidden ? "finish" : "wifi-next"); break;
+      case "done": click("again"); break;
+      case "error": click("recover"); break;
+      default: break;
+    }
+  }
+
+  document.addEventListener("keydown", (event) => {
+    if (event.repeat || event.altKey || event.ctrlKey || event.metaKey) return;
+    const shutter = SHUTTER_KEYS.includes(event.key);
+    const onControl = event.target.closest && event.target.closest(CONTROLS);
+    if (!shutter && !((event.key === "Enter" || event.key === " ") && !onControl)) return;
+    event.preventDefault();
+    mainStep();
+  });
 
   show("attract");
   poll();

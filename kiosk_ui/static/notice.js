@@ -9,6 +9,8 @@
     if (state.phase === "idle") { G.fresh(); return; }
     G.follow(state);
   }
+  // Speech (when on): the notice from top to bottom; a text the kiosk cannot say is skipped.
+  G.say([...document.querySelectorAll("main h1, main h2, main dt, main dd, main p")].map((el) => el.textContent));
   poll();
   setInterval(poll, 1000);
 })();

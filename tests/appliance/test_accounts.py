@@ -504,3 +504,23 @@ def test_staff_add_prints_each_recovery_code_on_its_own_line(
     )
     for line in new:
         assert line.removeprefix("recovery code: ") not in AuditLog(tmp_path / "audit").export().decode()
+
+
+def test_provision_from_a_hash_never_needs_a_secret(store: StaffStore, accounts_path: Path) -> None:
+    hashed = argon2.PasswordHasher(time_cost=1, memory_cost=1024, parallelism=1).hash(PASSWORD)
+    assert store.provision("bob", "operator", hashed, now=T0) == "added"
+    assert store.provision("bob", "operator", hashed) == "unchanged"
+    stored = json.loads(accounts_path.read_text())["accounts"]["bob"]
+    assert stored["password_hash"] == hashed and stored["recovery_hashes"] == []
+    # The password is right, but nobody knows the TOTP secret made here: an admin enrols bob on the kiosk.
+    with pytest.raises(AuthFailed):
+        store.verify("bob", PASSWORD, "000000", now=T0)
+    secret = store.reset_totp("bob").secret
+    assert store.verify("bob", PASSWORD, code(secret, T0), now=T0).role is Role.OPERATOR
+    # A later run keeps the enrolment; the role follows the inventory; a hash only when asked to.
+    other = argon2.PasswordHasher(time_cost=1, memory_cost=1024, parallelism=1).hash("another long password")
+    assert store.provision("bob", "admin", other, replace_hash=False) == "updated"
+    assert store.verify("bob", PASSWORD, code(secret, T0 + 60), now=T0 + 60).role is Role.ADMIN
+    for bad in ("plain password", "$argon2i$v=19$m=1024,t=1,p=1$c2FsdA$aGFzaA", "$2b$12$abcdefghijk"):
+        with pytest.raises(StaffError, match="argon2id"):
+            store.provision("carol", "operator", bad)

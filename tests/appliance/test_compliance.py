@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 from typing import Any
 
@@ -16,6 +17,7 @@ from appliance.compliance import (
     policy_hash,
     policy_text,
     privacy_notice,
+    render_all_documents,
     render_documents,
 )
 from appliance.config import KioskConfig, parse_config
@@ -86,7 +88,7 @@ def test_consent_summary_shape() -> None:
     assert summary["accept"] and summary["decline"]
     assert summary["durations"] == {
         "idle_timeout_seconds": 120,
-        "idle_warning_seconds": 15,
+        "idle_warning_seconds": 20.0,
         "delivery_window_minutes": 10,
     }
 
@@ -112,9 +114,10 @@ def test_consent_summary_follows_the_config() -> None:
     assert changed["durations"]["idle_timeout_seconds"] == 200
 
 
-def test_consent_summary_has_english_only() -> None:
-    with pytest.raises(ComplianceError, match="'fr'"):
-        consent_summary(DEFAULT, "fr")
+def test_consent_summary_exists_in_the_documents_languages_only() -> None:
+    assert consent_summary(DEFAULT, "fr")["lang"] == "fr"
+    with pytest.raises(ComplianceError, match="'it'"):
+        consent_summary(DEFAULT, "it")
 
 
 def test_controller_identity_is_used() -> None:
@@ -237,7 +240,7 @@ def test_policy_text_and_hash_are_deterministic_and_follow_the_config() -> None:
     assert policy_hash(DEFAULT) == policy_hash(KioskConfig())
     assert policy_hash(CHANGED) != policy_hash(DEFAULT)
     assert policy_text(CHANGED).startswith("policy 2025-03\n")
-    assert privacy_notice(CHANGED) in policy_text(CHANGED)
+    assert json.dumps(privacy_notice(CHANGED), ensure_ascii=False) in policy_text(CHANGED)
 
 
 # ------------------------------------------------------------------------------------------------ command
@@ -254,11 +257,13 @@ def test_compliance_generate_writes_every_document(
         == 0
     )
     names = sorted(path.name for path in out.iterdir())
-    assert names == sorted([*render_documents(DEFAULT), "index.md"])
+    assert names == sorted([*render_all_documents(DEFAULT), "index.md"])
     assert "7 minutes" in (out / "retention.md").read_text()
+    assert "7 Minuten" in (out / "retention.de.md").read_text()
     assert "Acme" in (out / "privacy-notice.en.md").read_text()
-    assert "fr" in (out / "index.md").read_text()
-    assert "English only" in capsys.readouterr().err
+    assert "Acme" in (out / "privacy-notice.fr.md").read_text()
+    assert "pipeda-consent.fr.md" in (out / "index.md").read_text()
+    assert "English only" not in capsys.readouterr().err  # every language has its documents
 
 
 def test_compliance_render_alias_and_errors(tmp_path: Path) -> None:

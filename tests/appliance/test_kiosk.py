@@ -15,8 +15,16 @@ import pytest
 from PIL import Image
 
 from appliance.config import KioskConfig
-from appliance.delivery import DeliveryGone
-from appliance.errors import ConsentRequired, NoSession, NotAllowed, RetakeLimit, SessionActive, WorkerFailed
+from appliance.delivery import DeliveryGone, unpack_photos
+from appliance.errors import (
+    ConsentRequired,
+    KioskError,
+    NoSession,
+    NotAllowed,
+    RetakeLimit,
+    SessionActive,
+    WorkerFailed,
+)
 from appliance.kiosk import Kiosk
 from appliance.lifecycle import WipeReason
 from appliance.visit import Receipt
@@ -252,3 +260,25 @@ def test_retake_goes_back_to_the_live_preview_within_the_limit(h: Harness) -> No
     with pytest.raises(RetakeLimit):
         k.retake()
     assert k.state().phase == "review" and len(k.state().takes) == 2
+
+
+def test_several_crops_go_through_one_link(h: Harness) -> None:
+    """Issue 15.4: the guest asks for the badge crop too; one link carries both, rendered from the same
+    photo and background, and is spent once."""
+    k = h.kiosk
+    k.start_session()
+    k.consent(True, {"skin_smoothing": False})
+    shot = k.capture()
+    main = shot.headshot
+    with pytest.raises(KioskError, match="also_presets"):
+        k.deliver(main.id, ["poster"])
+    delivered = k.deliver(main.id, ["badge", main.preset, "badge"])  # duplicates and the main one ignored
+    assert delivered.url is not None
+    token = delivered.url.rsplit("/d/", 1)[1]
+    assert k.deliveries is not None
+    photos = unpack_photos(k.deliveries.spend(token))
+    assert [name for name, _ in photos] == [f"headshot-{main.preset}.jpg", "headshot-badge.jpg"]
+    sizes = [Image.open(io.BytesIO(jpeg)).size for _, jpeg in photos]
+    assert sizes[0] != sizes[1]  # two different crops, both real JPEGs
+    with pytest.raises(DeliveryGone):
+        k.deliveries.spend(token)

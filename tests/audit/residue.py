@@ -6,6 +6,10 @@ at or after the run's start — a process can set mtime back (utimes) but not ct
 renamed during the run is included — plus *all* files under /tmp, /var/tmp and /var/log whatever their
 times, compressed ones (.gz, .xz, .bz2, .lzma) also decompressed in memory. The run's own input-frame
 directory is excluded (it holds the planted markers by construction).
+
+Printing (issue 17) adds CUPS's directories to the always-scanned ones: its spool, job cache, state and
+configuration. On the device the spool is a tmpfs in cupsd's own mount namespace, invisible from outside,
+so every running cupsd's view of it is scanned too (``/proc/<pid>/root/<spool>``).
 """
 
 from __future__ import annotations
@@ -26,7 +30,9 @@ from tests.audit.markers import Hits, Matcher, iter_file_chunks
 
 PRUNE = ("/proc", "/sys", "/dev")
 SANDBOX = "/mnt/sandboxing"  # the machinery running this session, not part of the system under audit
-ALWAYS = ("/tmp", "/var/tmp", "/var/log")
+CUPS_DIRS = ("/var/spool/cups", "/var/cache/cups", "/etc/cups", "/run/cups")
+ALWAYS = ("/tmp", "/var/tmp", "/var/log", *CUPS_DIRS)
+CUPSD_VIEW = "cupsd's own mount namespace"
 DECOMPRESSED_CAP = 512 * 2**20
 _OPENERS = {".gz": gzip.open, ".xz": lzma.open, ".lzma": lzma.open, ".bz2": bz2.open}
 
@@ -68,7 +74,26 @@ def _find(roots: list[str], prune: list[str], since: float | None) -> list[str]:
     return [p for p in proc.stdout.decode("utf-8", "surrogateescape").split("\0") if p]
 
 
+def cupsd_views(spools: tuple[str, ...] = CUPS_DIRS[:2]) -> list[str]:
+    """``spools`` as every running cupsd sees them (``/proc/<pid>/root/...``): a spool mounted in cupsd's
+    private namespace (provisioning's ``TemporaryFileSystem=``) is only reachable this way."""
+    views = []
+    for comm in Path("/proc").glob("[0-9]*/comm"):
+        try:
+            if comm.read_text(encoding="ascii").strip() != "cupsd":
+                continue
+        except OSError:
+            continue
+        for spool in spools:
+            view = f"{comm.parent}/root{spool}"
+            if os.path.isdir(view):
+                views.append(view)
+    return views
+
+
 def _location_of(path: str) -> str:
+    if path.startswith("/proc/"):
+        return CUPSD_VIEW
     for root in ALWAYS:
         if path == root or path.startswith(root + "/"):
             return root
@@ -77,16 +102,19 @@ def _location_of(path: str) -> str:
     return "filesystem (changed since start)"
 
 
-def scan_filesystem(matcher: Matcher, since: float, exclude: list[Path]) -> ScanResult:
+def scan_filesystem(
+    matcher: Matcher, since: float, exclude: list[Path], *, extra: tuple[str, ...] = ()
+) -> ScanResult:
     """The P0-6 scan of files (see the module docstring). ``since`` is epoch seconds; ``exclude`` are
-    directories left out (the run's input frames, the sandbox's own mount)."""
+    directories left out (the run's input frames, the sandbox's own mount); ``extra`` are more directories
+    scanned whole (a test's own CUPS spool, as its cupsd sees it)."""
     result = ScanResult()
     excluded = [str(p) for p in exclude]
-    for name in ("filesystem (changed since start)", "/dev/shm", *ALWAYS):
+    for name in ("filesystem (changed since start)", "/dev/shm", *ALWAYS, CUPSD_VIEW):
         result.location(name)
     # One second of slack: find compares whole seconds.
     changed = _find(["/"], [*PRUNE, *excluded], since - 1)
-    always = _find([*ALWAYS, "/dev/shm"], excluded, None)
+    always = _find([*ALWAYS, "/dev/shm", *cupsd_views(), *extra], excluded, None)
     seen: set[tuple[int, int]] = set()
     for path in [*always, *changed]:
         try:

@@ -107,6 +107,9 @@ def test_full_visit_and_phone_download(served: tuple[Kiosk, str]) -> None:
             page.wait_for_selector("#review-busy", state="hidden", timeout=TIMEOUT_MS)
             wait_image_loaded(page, "#result")
             page.screenshot(path=str(SHOTS / "ui-review.png"))
+            # Another crop too, through the same link (issue 15.4).
+            page.click("#also-choices button:first-child")
+            assert page.get_attribute("#also-choices button:first-child", "aria-pressed") == "true"
 
             page.click("#deliver")
             wait_visible(page, "delivery")
@@ -135,12 +138,19 @@ def test_full_visit_and_phone_download(served: tuple[Kiosk, str]) -> None:
             phone = phone_ctx.new_page()
             phone.goto(link)
             assert "Save photo" in phone.inner_text("#save")
+            assert "2 JPEG photos" in phone.inner_text("#about")
             phone.screenshot(path=str(SHOTS / "ui-phone.png"))
             with phone.expect_download(timeout=TIMEOUT_MS) as info:
                 phone.click("#save")
             saved = Path(info.value.path()).read_bytes()
             assert saved[:3] == b"\xff\xd8\xff" and saved[-2:] == b"\xff\xd9"
-            assert info.value.suggested_filename == "headshot.jpg"
+            assert info.value.suggested_filename.startswith("headshot-")
+            # Both crops arrived with the one tap, each shown and each with its own download.
+            phone.wait_for_function(
+                "() => [...document.querySelectorAll('#result img')]"
+                ".filter(i => i.complete && i.naturalWidth > 0).length === 2",
+                timeout=TIMEOUT_MS,
+            )
             again = phone.goto(link)
             assert again is not None and again.status == 404  # spent
             phone_ctx.close()

@@ -4,8 +4,10 @@ tiny and cut faces (issue 13). No binary files: each scene is composed at test t
 A *sprite* is one test portrait cut out with the engine's own MODNet (on the whole portrait) and an
 RGBA-like pair (pixels, alpha). Scenes paste sprites on a flat wall (``WALL``), bottom-aligned to the
 photo's bottom edge as a camera sees people (the portraits' own bottom cut then coincides with the
-photo's edge, as a real body does). ``Scene.guest`` names where the guest's face is, so a test can check
-that the engine picked and kept that person.
+photo's edge, as a real body does). ``Scene.guest_x`` says where the guest's face is, so a test can check
+that the engine picked and kept that person; ``Scene.owners`` says whose each pixel is (the guest, someone
+else, the wall), so a test can count a bystander's pixels left in a headshot; ``Scene.cut_by`` names the
+photo edges that cut through the guest.
 
 Run ``python -m tests.engine.scenes OUTDIR`` to write every scene (and the engine's headshot of it) as
 PNG/JPEG for a look by eye.
@@ -44,17 +46,27 @@ class Sprite:
     alpha: Alpha
 
 
+WALL_LABEL, GUEST_LABEL, OTHER_LABEL = 0, 1, 2
+"""``Scene.owners`` values."""
+
+
 @dataclass(frozen=True)
 class Scene:
     """``rgb`` is the photo; ``guest_x`` the horizontal centre of the guest's head as a fraction of the
     width; ``refusal`` the error code the engine must answer with (None: a headshot is expected);
-    ``others`` how many other people are in the photo."""
+    ``others`` how many other people are in the photo; ``owners`` (H×W uint8) who is in front at each
+    pixel: ``GUEST_LABEL``, ``OTHER_LABEL`` (where that person's sprite alpha is above 0.5) or
+    ``WALL_LABEL``, so a test can tell which pixels of a headshot are a bystander's."""
 
     name: str
     rgb: Rgb
     guest_x: float
     refusal: str | None = None
     others: int = 0
+    owners: npt.NDArray[np.uint8] | None = None
+    cut_by: tuple[str, ...] = ()
+    """The photo's edges (``top``, ``right``, ``bottom``, ``left``) that cut through the guest where the
+    square headshot shows it: the hard-edge test checks that each really does."""
 
 
 @lru_cache(maxsize=4)
@@ -78,11 +90,20 @@ def wall(width: int, height: int) -> Rgb:
 
 
 def paste(
-    canvas: Rgb, who: Sprite, *, height: int, centre_x: float, bottom: float = 1.0, mirror: bool = False
+    canvas: Rgb,
+    who: Sprite,
+    *,
+    height: int,
+    centre_x: float,
+    bottom: float = 1.0,
+    mirror: bool = False,
+    owners: npt.NDArray[np.uint8] | None = None,
+    label: int = OTHER_LABEL,
 ) -> None:
     """Paste ``who`` scaled to ``height`` pixels, centred at ``centre_x`` (fraction of the width), its
     bottom at ``bottom`` (fraction of the height; > 1 puts the bottom below the photo). In place;
-    parts outside the canvas are cut, as a camera cuts them."""
+    parts outside the canvas are cut, as a camera cuts them. ``owners`` (the canvas's owner map) gets
+    ``label`` where the sprite's alpha is above 0.5."""
     ch, cw = canvas.shape[:2]
     sh, sw = who.rgb.shape[:2]
     w = max(1, round(sw * height / sh))
@@ -101,6 +122,8 @@ def paste(
     src = rgb[cy0 - y0 : cy1 - y0, cx0 - x0 : cx1 - x0].astype(np.float32)
     dst = canvas[cy0:cy1, cx0:cx1].astype(np.float32)
     canvas[cy0:cy1, cx0:cx1] = np.clip(src * a + dst * (1 - a) + 0.5, 0, 255).astype(np.uint8)
+    if owners is not None:
+        owners[cy0:cy1, cx0:cx1][a[..., 0] > 0.5] = label
 
 
 def rotate(rgb: Rgb, degrees: float) -> Rgb:
@@ -110,95 +133,167 @@ def rotate(rgb: Rgb, degrees: float) -> Rgb:
     return np.asarray(cv2.warpAffine(rgb, m, (w, h), borderMode=cv2.BORDER_REPLICATE), dtype=np.uint8)
 
 
+def rotate_owners(owners: npt.NDArray[np.uint8], degrees: float) -> npt.NDArray[np.uint8]:
+    """``rotate`` for an owner map (nearest neighbour: labels are not blended)."""
+    h, w = owners.shape
+    m = cv2.getRotationMatrix2D((w / 2, h / 2), degrees, 1.0)
+    return np.asarray(
+        cv2.warpAffine(owners, m, (w, h), flags=cv2.INTER_NEAREST, borderMode=cv2.BORDER_REPLICATE),
+        dtype=np.uint8,
+    )
+
+
 GUEST = "grace_hopper.jpg"
 OTHER = "astronaut.png"
 W, H = 1280, 960
 
 
-def _guest(canvas: Rgb, centre_x: float = 0.5, height: int = 720, bottom: float = 1.0) -> None:
-    paste(canvas, sprite(GUEST), height=height, centre_x=centre_x, bottom=bottom)
+class Photo:
+    """A scene being composed: the wall, then people pasted in order (later ones in front)."""
+
+    def __init__(self, width: int = W, height: int = H) -> None:
+        self.rgb = wall(width, height)
+        self.owners = np.zeros((height, width), dtype=np.uint8)
+
+    def guest(self, centre_x: float = 0.5, height: int = 720, bottom: float = 1.0) -> None:
+        paste(
+            self.rgb,
+            sprite(GUEST),
+            height=height,
+            centre_x=centre_x,
+            bottom=bottom,
+            owners=self.owners,
+            label=GUEST_LABEL,
+        )
+
+    def other(
+        self, name: str = OTHER, *, height: int, centre_x: float, bottom: float = 1.0, mirror: bool = False
+    ) -> None:
+        paste(
+            self.rgb,
+            sprite(name),
+            height=height,
+            centre_x=centre_x,
+            bottom=bottom,
+            mirror=mirror,
+            owners=self.owners,
+            label=OTHER_LABEL,
+        )
+
+    def scene(
+        self,
+        name: str,
+        guest_x: float,
+        *,
+        refusal: str | None = None,
+        others: int = 0,
+        cut_by: tuple[str, ...] = (),
+    ) -> Scene:
+        return Scene(
+            name, self.rgb, guest_x, refusal=refusal, others=others, owners=self.owners, cut_by=cut_by
+        )
 
 
 def side_by_side() -> Scene:
-    c = wall(W, H)
-    _guest(c, 0.5)
-    paste(c, sprite(OTHER), height=900, centre_x=0.88)
-    paste(c, sprite(OTHER), height=860, centre_x=0.11, mirror=True)
-    return Scene("side_by_side", c, 0.5, others=2)
+    c = Photo()
+    c.guest(0.5)
+    c.other(height=900, centre_x=0.88)
+    c.other(height=860, centre_x=0.11, mirror=True)
+    return c.scene("side_by_side", 0.5, others=2)
 
 
 def overlapping() -> Scene:
     """People beside the guest touching them; the one on the right a step in front (so a little larger),
     their shoulder over the guest's."""
-    c = wall(W, H)
-    paste(c, sprite(OTHER), height=880, centre_x=0.17, mirror=True)
-    _guest(c, 0.5)
-    paste(c, sprite(OTHER), height=900, centre_x=0.93)
-    return Scene("overlapping", c, 0.5, others=2)
+    c = Photo()
+    c.other(height=880, centre_x=0.17, mirror=True)
+    c.guest(0.5)
+    c.other(height=900, centre_x=0.93)
+    return c.scene("overlapping", 0.5, others=2)
+
+
+def shoulder_to_shoulder() -> Scene:
+    """Three people of one height in a row, shoulders touching: on the left a person in an orange suit
+    a half step in front, their sleeve over the guest's shoulder; on the right someone dressed like the
+    guest (dark jacket against dark jacket: no colour to tell them apart), just behind the guest's
+    shoulder."""
+    c = Photo()
+    c.other(GUEST, height=720, centre_x=0.83, mirror=True)
+    c.guest(0.5)
+    c.other(height=700, centre_x=0.2, mirror=True)
+    return c.scene("shoulder_to_shoulder", 0.5, others=2)
 
 
 def behind() -> Scene:
     """A smaller person behind the guest, their head next to the guest's head."""
-    c = wall(W, H)
-    paste(c, sprite(OTHER), height=470, centre_x=0.68, bottom=0.85)
-    _guest(c, 0.47)
-    return Scene("behind", c, 0.47, others=1)
+    c = Photo()
+    c.other(height=470, centre_x=0.68, bottom=0.85)
+    c.guest(0.47)
+    return c.scene("behind", 0.47, others=1)
 
 
 def cut_left() -> Scene:
-    c = wall(W, H)
-    _guest(c, 0.17)
-    return Scene("cut_left", c, 0.17)
+    c = Photo()
+    c.guest(0.17)
+    return c.scene("cut_left", 0.17, cut_by=("left", "bottom"))
 
 
 def cut_right() -> Scene:
-    c = wall(W, H)
-    _guest(c, 0.83)
-    return Scene("cut_right", c, 0.83)
+    c = Photo()
+    c.guest(0.83)
+    return c.scene("cut_right", 0.83, cut_by=("right", "bottom"))
 
 
 def cut_bottom() -> Scene:
     """Close up: the guest's chest is cut by the photo's bottom edge just below the chin."""
-    c = wall(W, H)
-    _guest(c, 0.5, height=1250, bottom=1.55)
-    return Scene("cut_bottom", c, 0.5)
+    c = Photo()
+    c.guest(0.5, height=1250, bottom=1.55)
+    return c.scene("cut_bottom", 0.5, cut_by=("bottom",))
 
 
 def cut_top() -> Scene:
-    """The guest's hair is cut by the photo's top edge (the face itself is inside)."""
-    c = wall(W, H)
-    _guest(c, 0.5, height=900, bottom=1.02)
-    return Scene("cut_top", c, 0.5)
+    """The guest's hat is cut by the photo's top edge half way down to the face (the face itself is
+    inside), so the edge crosses the headshot above the face."""
+    c = Photo()
+    c.guest(0.5, height=900, bottom=0.78)
+    return c.scene("cut_top", 0.5, cut_by=("top",))
 
 
 def tilted_cut_left() -> Scene:
     """A tilted camera and a guest cut by the left edge: roll correction turns the edge. The scene is
     made larger, rotated and cropped, so the photo's edge is a straight cut through the person."""
-    big = wall(W + 400, H + 400)
-    paste(big, sprite(GUEST), height=720, centre_x=(200 + 0.2 * W) / (W + 400), bottom=(H + 200) / (H + 400))
-    turned = rotate(big, 12.0)
-    return Scene("tilted_cut_left", np.ascontiguousarray(turned[200 : 200 + H, 200 : 200 + W]), 0.2)
+    big = Photo(W + 400, H + 400)
+    big.guest(centre_x=0.2, bottom=(H + 200) / (H + 400))
+    turned = rotate(big.rgb, 12.0)[200 : 200 + H, 200 : 200 + W]
+    owners = rotate_owners(big.owners, 12.0)[200 : 200 + H, 200 : 200 + W]
+    return Scene(
+        "tilted_cut_left",
+        np.ascontiguousarray(turned),
+        0.2,
+        owners=np.ascontiguousarray(owners),
+        cut_by=("left", "bottom"),
+    )
 
 
 def tiny_face() -> Scene:
     """A wide street-like frame where the only person is far away."""
-    c = wall(1920, 1080)
-    paste(c, sprite(GUEST), height=190, centre_x=0.5, bottom=0.62)
-    return Scene("tiny_face", c, 0.5, refusal="face_too_small")
+    c = Photo(1920, 1080)
+    c.guest(0.5, height=190, bottom=0.62)
+    return c.scene("tiny_face", 0.5, refusal="face_too_small")
 
 
 def face_cut_off() -> Scene:
     """The guest's face half outside the photo's left edge."""
-    c = wall(W, H)
-    _guest(c, 0.04)
-    return Scene("face_cut_off", c, 0.04, refusal="face_cut_off")
+    c = Photo()
+    c.guest(0.04)
+    return c.scene("face_cut_off", 0.04, refusal="face_cut_off")
 
 
 def face_cut_top() -> Scene:
     """The guest's forehead above the photo's top edge."""
-    c = wall(W, H)
-    _guest(c, 0.5, height=900, bottom=0.55)
-    return Scene("face_cut_top", c, 0.5, refusal="face_cut_off")
+    c = Photo()
+    c.guest(0.5, height=900, bottom=0.55)
+    return c.scene("face_cut_top", 0.5, refusal="face_cut_off")
 
 
 SCENES: dict[str, Callable[[], Scene]] = {
@@ -206,6 +301,7 @@ SCENES: dict[str, Callable[[], Scene]] = {
     for f in (
         side_by_side,
         overlapping,
+        shoulder_to_shoulder,
         behind,
         cut_left,
         cut_right,

@@ -7,6 +7,7 @@ import struct
 import zlib
 
 import numpy as np
+import numpy.typing as npt
 import pytest
 from PIL import Image, ImageCms
 
@@ -54,6 +55,62 @@ def test_decodes_jpeg_and_png_to_upright_rgb() -> None:
     png = decode((FACES / "astronaut.png").read_bytes(), **CAPS)
     assert (jpg.format, jpg.rgb.shape, jpg.rgb.dtype) == ("JPEG", (600, 512, 3), np.uint8)
     assert (png.format, png.rgb.shape) == ("PNG", (512, 512, 3))
+
+
+def pillow_pixels(data: bytes) -> npt.NDArray[np.uint8]:
+    return np.asarray(Image.open(io.BytesIO(data)).convert("RGB"))
+
+
+def test_a_plain_jpeg_is_decoded_by_opencv_to_pillows_pixels() -> None:
+    """A camera JPEG (no colour profile, ends with EOI) takes OpenCV's decoder, which writes the same
+    libjpeg-turbo pixels as Pillow straight into one array; orientation is still applied by hand."""
+    from unittest import mock
+
+    import cv2
+
+    data = (FACES / "grace_hopper.jpg").read_bytes()
+    with mock.patch("engine.imageio.cv2.imdecode", side_effect=cv2.imdecode) as spy:
+        photo = decode(data, **CAPS)
+    assert spy.call_count == 1
+    assert np.array_equal(photo.rgb, pillow_pixels(data))
+    rotated = (FACES / "hopper_orientation_6.jpg").read_bytes()
+    assert np.array_equal(decode(rotated, **CAPS).rgb, np.rot90(pillow_pixels(rotated), k=-1))
+
+
+@pytest.mark.parametrize("variant", ["icc_profile", "bytes_after_eoi", "greyscale"])
+def test_anything_but_a_plain_jpeg_goes_through_pillow(variant: str) -> None:
+    """A colour profile (converted to sRGB by Pillow), trailing bytes, other modes: Pillow's path, as
+    before (a file cut short without its EOI marker too: see the truncation cases above)."""
+    from unittest import mock
+
+    if variant == "icc_profile":
+        data = encoded("JPEG", icc_profile=ImageCms.ImageCmsProfile(ImageCms.createProfile("sRGB")).tobytes())
+    elif variant == "bytes_after_eoi":
+        data = encoded("JPEG") + b"\x00\x00trailer"
+    else:
+        buf = io.BytesIO()
+        Image.fromarray(load_rgb(FACES / "hopper.jpg")[..., 0]).save(buf, "JPEG")
+        data = buf.getvalue()
+    with mock.patch("engine.imageio.cv2.imdecode") as spy:
+        photo = decode(data, **CAPS)
+    assert spy.call_count == 0
+    assert photo.rgb.shape[2] == 3
+
+
+def test_a_cut_scan_closed_with_eoi_decodes_as_pillow_decodes_it() -> None:
+    """Scan data cut short but closed with an EOI marker: Pillow and OpenCV both fill the rest with grey
+    (libjpeg's own behaviour), so the fast path changes nothing here either."""
+    data = (FACES / "grace_hopper.jpg").read_bytes()[:20000] + b"\xff\xd9"
+    assert np.array_equal(decode(data, **CAPS).rgb, pillow_pixels(data))
+
+
+def test_jpeg_encoding_writes_pillows_bytes() -> None:
+    """OpenCV's encoder (the same libjpeg-turbo, baseline, 4:2:0, standard tables) writes byte for byte
+    what Pillow writes, without Pillow's copy of the pixels."""
+    rgb = load_rgb(FACES / "grace_hopper.jpg")
+    buf = io.BytesIO()
+    Image.fromarray(rgb, "RGB").save(buf, "JPEG", quality=92, optimize=False, subsampling=2)
+    assert encode_jpeg(rgb, quality_percent=92) == strip_metadata(buf.getvalue())
 
 
 @pytest.mark.parametrize("orientation", range(2, 9))

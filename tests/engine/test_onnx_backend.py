@@ -69,6 +69,13 @@ def test_metadata_and_protocol(backend: OnnxRuntimeBackend) -> None:
         backend.input_shapes["x"] = (2, 3, 4, 4)  # type: ignore[index]
 
 
+def test_pool_threads_do_not_spin_between_runs(backend: OnnxRuntimeBackend) -> None:
+    """Busy-waiting pool threads would take the CPU from the work between two runs (and the kiosk's
+    preview and UI): spinning is off (BENCHMARKS.md, issue 13)."""
+    options = backend._session.get_session_options()
+    assert options.get_session_config_entry("session.intra_op.allow_spinning") == "0"
+
+
 def test_dynamic_dims_are_minus_one_and_accept_any_size(tmp_path: Path) -> None:
     with OnnxRuntimeBackend(make_tiny_model(tmp_path / "dyn.onnx", batch="N")) as b:
         assert b.input_shapes["x"] == (-1, 3, 4, 4)

@@ -50,7 +50,7 @@ def test_the_page_allows_exactly_its_own_script_and_blob_images(kiosk: Kiosk) ->
         assert element in page
     assert re.search(r'<input type="hidden" name="attempt" value="[A-Za-z0-9_-]{22}">', page)
     assert 'method="post"' in page and 'id="save"' in page
-    assert "navigator.canShare({ files: [candidate] })" in PAGE_JS
+    assert "navigator.canShare({ files: candidates })" in PAGE_JS
     # Every page gets its own attempt id: a repeat is a repeat of one page's Save.
     again = client.get(f"/d/{token}", base_url="https://localhost:8443").get_data(as_text=True)
     assert re.findall(r'name="attempt" value="([^"]+)"', again) != re.findall(

@@ -15,6 +15,7 @@ from typing import Any
 import pyotp
 import pytest
 from flask.testing import FlaskClient
+from markupsafe import escape
 from prometheus_client.parser import text_string_to_metric_families
 
 from appliance.accounts import Role
@@ -309,8 +310,8 @@ def test_metrics_are_prometheus_text_with_counts_only(staff: Staff, kiosk: Kiosk
         "in_use": "tensorrt" if tensorrt_available() else "onnxruntime",
     }
     labels = {key for f in families.values() for s in f.samples for key in s.labels}
-    # nothing that could name a visit
-    assert labels <= {"outcome", "quantile", "zone", "type", "configured", "in_use"}
+    # nothing that could name a visit ("state": the printer's, one of five fixed words)
+    assert labels <= {"outcome", "percentile", "zone", "type", "configured", "in_use", "state"}
 
 
 def test_metrics_need_staff_or_loopback(staff: Staff) -> None:
@@ -498,15 +499,19 @@ def test_foreign_origin_refusal_is_the_console_error_page_with_its_code(staff: S
 
 def test_compliance_documents_render_from_the_running_config(staff: Staff, kiosk: Kiosk) -> None:
     alice = signed_in(staff, "alice")
-    index = alice.get("/staff/admin/compliance").get_data(as_text=True)
-    for name, text in render_documents(kiosk.cfg).items():
-        assert name in index
-        page = alice.get(f"/staff/admin/compliance/{name}")
-        assert page.status_code == 200 and page.mimetype == "text/markdown"
-        assert page.get_data(as_text=True) == text
-    download = alice.get("/staff/admin/compliance/dpia.md?download=1")
-    assert download.headers["Content-Disposition"] == 'attachment; filename="dpia.md"'
+    for lang in ("en", "fr", "es", "de"):
+        index = alice.get(f"/staff/admin/compliance?doc_lang={lang}").get_data(as_text=True)
+        for name, text in render_documents(kiosk.cfg, lang).items():
+            assert name in index
+            page = alice.get(f"/staff/admin/compliance/{name}")  # read on the phone: a page around the text
+            assert page.status_code == 200 and page.mimetype == "text/html"
+            assert f'<pre class="document" lang="{lang}">{escape(text)}</pre>' in page.get_data(as_text=True)
+            download = alice.get(f"/staff/admin/compliance/{name}?download=1")
+            assert download.mimetype == "text/markdown" and download.get_data(as_text=True) == text
+            assert download.headers["Content-Disposition"] == f'attachment; filename="{name}"'
+    assert policy_hash(kiosk.cfg) in alice.get("/staff/admin/compliance").get_data(as_text=True)
     assert alice.get("/staff/admin/compliance/..%2Fstaff.json").status_code == 404
+    assert alice.get("/staff/admin/compliance/dpia.it.md").status_code == 404
     assert {"alice:compliance.view", "alice:compliance.download"} <= set(staff.actions())
 
 

@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import io
+import shutil
 import stat
+import subprocess
 from pathlib import Path
 
 import pytest
@@ -78,3 +80,29 @@ def test_cli_hotspot_into_a_staging_root(tmp_path: Path) -> None:
     out = io.StringIO()
     assert main(["hotspot", "--root", str(tmp_path), "--ssid", "Kiosk", "--host", "kiosk.lan"], out=out) == 0
     assert "would run: systemctl enable hostapd@headshot-kiosk.service" in out.getvalue()
+
+
+def test_connectivity_checks_reach_the_kiosks_answering_port(tmp_path: Path) -> None:
+    runner = Runner(execute=False)
+    hotspot(tmp_path, SETTINGS, runner, io.StringIO())
+    rules = (tmp_path / "etc/headshot-kiosk/connectivity-checks.nft").read_text(encoding="utf-8")
+    # Port 80 to the kiosk's own address on the access point only; nothing else is touched.
+    assert 'iifname "wlan0" ip daddr 10.42.0.1 tcp dport 80 redirect to :8080' in rules
+    assert rules.count("redirect") == 1 and "table ip headshot_kiosk_checks" in rules
+    unit = (tmp_path / "etc/systemd/system/headshot-kiosk-connectivity-checks.service").read_text()
+    assert "ExecStart=/usr/sbin/nft -f /etc/headshot-kiosk/connectivity-checks.nft" in unit
+    assert ("systemctl", "enable", "headshot-kiosk-connectivity-checks.service") in runner.commands
+    nft = shutil.which("nft") or ("/usr/sbin/nft" if Path("/usr/sbin/nft").exists() else None)
+    if nft is None:
+        pytest.skip("nft is not installed (apt-get install nftables): the rules' syntax was not checked")
+    # -c: parsed and checked by the kernel's nf_tables in a transaction that is then dropped.
+    checked = subprocess.run(
+        [nft, "-c", "-f", str(tmp_path / "etc/headshot-kiosk/connectivity-checks.nft")],
+        check=False,
+        capture_output=True,
+        text=True,
+        timeout=30,
+    )
+    if checked.returncode != 0 and "Operation not permitted" in checked.stderr:
+        pytest.skip("nft -c needs CAP_NET_ADMIN")
+    assert checked.returncode == 0, checked.stderr

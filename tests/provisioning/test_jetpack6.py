@@ -22,7 +22,7 @@ from provisioning_helpers import (
 )
 
 from provisioning import ProvisioningError
-from provisioning.apply import LinkSpec, apply, diff
+from provisioning.apply import DPKG_KEEP_CONFFILES, LinkSpec, apply, diff
 from provisioning.cli import main
 from provisioning.hotspot import HotspotSettings, hotspot, render_dnsmasq, render_networkd
 from provisioning.render import render_zram_generator, zram_setup_unit
@@ -160,6 +160,7 @@ def test_missing_packages_are_installed_once(l4t_root: Path) -> None:
         "install",
         "--yes",
         "--no-install-recommends",
+        *DPKG_KEEP_CONFFILES,
         "cage",
         "systemd-zram-generator",
     )
@@ -226,6 +227,8 @@ def test_hotspot_binds_dynamically_and_never_holds_network_online(tmp_path: Path
         "install",
         "--yes",
         "--no-install-recommends",
+        *DPKG_KEEP_CONFFILES,
         "hostapd",
         "dnsmasq",
+        "nftables",
     )

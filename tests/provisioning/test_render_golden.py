@@ -13,6 +13,8 @@ from appliance.config import KioskConfig, parse_config
 from provisioning.configfile import device_config, render_config_toml
 from provisioning.hotspot import (
     HotspotSettings,
+    render_checks_nft,
+    render_checks_unit,
     render_dnsmasq,
     render_hostapd,
     render_networkd,
@@ -93,6 +95,8 @@ def test_hotspot_files_match_golden(golden: Golden) -> None:
     golden("hotspot/dnsmasq.conf", render_dnsmasq(settings))
     golden("hotspot/networkd.network", render_networkd(settings))
     golden("hotspot/networkmanager.conf", render_networkmanager(settings))
+    golden("hotspot/connectivity-checks.nft", render_checks_nft(settings))
+    golden("hotspot/headshot-kiosk-connectivity-checks.service", render_checks_unit())
 
 
 def test_noswap_only_when_the_kernel_has_it() -> None:
