@@ -44,9 +44,9 @@ _AMD64_DEPENDS = ("python3-venv", "systemd")
 # the TensorRT bindings; python3-dev and g++ build pycuda on the device (the postinst, when nvcc is there).
 _ARM64_DEPENDS = ("python3-venv", "systemd", "libopencv-python", "python3-libnvinfer", "python3-dev", "g++")
 # The kiosk browser (cage + Chromium) is optional: the postinst installs its unit only when both exist.
-_AMD64_RECOMMENDS = ("cage", "chromium")
+_AMD64_RECOMMENDS = ("cage", "chromium", "espeak-ng")  # espeak-ng: the guest screens spoken
 # nvidia-jetpack brings CUDA's nvcc (pycuda's build); python3-systemd is Ubuntu's systemd-python.
-_ARM64_RECOMMENDS = ("cage", "snapd", "nvidia-jetpack", "python3-systemd")
+_ARM64_RECOMMENDS = ("cage", "snapd", "nvidia-jetpack", "python3-systemd", "espeak-ng")
 
 
 def debian_depends(profile: wheelhouse.Profile) -> tuple[str, str]:
