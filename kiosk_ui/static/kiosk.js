@@ -37,7 +37,20 @@
   const view = { take: null, render: null, background: page.backgrounds[0], preset: page.presets[0] };
   const alsoPresets = new Set(); // other crops the guest wants on the phone too, through the same link
 
-  const call = (method, path, body) => api(method, path, body, inFlight.signal);
+  // Bumped when an action (a POST) starts and when it ends: a poll's answer asked for before then
+  // describes a visit that has moved on since (a capture finished while the poll was on its way sent the
+  // page back to the preview), so it is dropped and the next poll reads the visit afresh. Reads (the
+  // guidance, several a second) do not count: they change nothing, and polls must keep following.
+  let epoch = 0;
+  const call = async (method, path, body) => {
+    const acts = method !== "GET";
+    if (acts) epoch += 1;
+    try {
+      return await api(method, path, body, inFlight.signal);
+    } finally {
+      if (acts) epoch += 1;
+    }
+  };
 
   function errorText(err) {
     return S["error_" + err.code] || S.error_generic;
@@ -427,13 +440,14 @@
 
   async function poll() {
     if (over) return;
+    const asked = epoch;
     let fresh;
     try {
       fresh = await api("GET", "/api/session");
     } catch (_) {
       return;
     }
-    if (over) return;
+    if (over || asked !== epoch) return; // an action ran meanwhile: this answer is older than the page
     state = fresh;
     follow();
   }

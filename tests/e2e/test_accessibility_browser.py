@@ -372,6 +372,7 @@ def test_a_visit_with_a_physical_shutter_button(page: Any, served: tuple[Kiosk, 
     page.wait_for_selector("#countdown", state="visible")
     wait_visible(page, "review")
     page.wait_for_selector("#review-busy", state="hidden")
+    wait_image_loaded(page, "#result")  # the guest sees the headshot before pressing on
     assert page.evaluate("() => document.activeElement.id") == "review-title"
     page.keyboard.press("Enter")  # the heading has the focus, not a control: the button's Enter moves on
     wait_visible(page, "delivery")
