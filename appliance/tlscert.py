@@ -18,6 +18,10 @@ from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
+# Below this many days to a certificate's end, doctor, the staff dashboard and the setup checks warn (and
+# the fleet's alert rule fires): renew while the kiosk is online.
+RENEW_WARN_DAYS = 14
+
 
 def san_entry(name: str) -> x509.GeneralName:
     """A subjectAltName entry: an IP address if ``name`` parses as one, else a DNS name."""

@@ -22,7 +22,7 @@ from prometheus_client.registry import Collector
 
 from appliance.audit_tail import receipt_outcomes_on
 from appliance.printing import PrinterState, PrinterStatus
-from appliance.tlscert import days_until_expiry
+from appliance.tlscert import RENEW_WARN_DAYS, days_until_expiry
 from appliance.versions import model_versions, runtime_versions
 
 if TYPE_CHECKING:
@@ -156,34 +156,35 @@ def dashboard(
         },
         "temperatures": [(t.kind, t.celsius) for t in read_temperatures(thermal_root)],
         # Days until each configured certificate file expires (the same reading as doctor and /metrics);
-        # "warn" below CERTIFICATE_WARN_DAYS: renew while the kiosk is online.
+        # "warn" below appliance.tlscert.RENEW_WARN_DAYS: renew while the kiosk is online.
         "certificates": certificate_expiry(kiosk.cfg),
     }
 
 
-# Below this many days the dashboard (and doctor, and the fleet's alert rule) warns.
-CERTIFICATE_WARN_DAYS = 14
-
-
-def certificate_expiry(cfg: KioskConfig, *, now: datetime | None = None) -> list[dict[str, Any]]:
-    """``[{"listener", "days", "warn"}]`` for each listener with a configured certificate file; ``days`` is
-    None for an unreadable file (which also warns)."""
-    found: list[dict[str, Any]] = []
+def certificate_days(cfg: KioskConfig, *, now: datetime | None = None) -> Iterator[tuple[str, float | None]]:
+    """``(listener, days)`` for each listener with a configured certificate file: days (fractional,
+    negative once expired) until its leaf expires, read from the file now; None for an unreadable file."""
     for listener, path in (("delivery", cfg.delivery.tls_cert_path), ("staff", cfg.staff.tls_cert_path)):
         if path is None:
             continue
         try:
-            days: float | None = days_until_expiry(path, now=now)
-        except (OSError, ValueError):
-            days = None
-        found.append(
-            {
-                "listener": listener,
-                "days": None if days is None else int(days),
-                "warn": days is None or days < CERTIFICATE_WARN_DAYS,
-            }
-        )
-    return found
+            yield listener, days_until_expiry(path, now=now)
+        except (OSError, ValueError) as exc:
+            logger.debug("%s certificate unreadable: %s", listener, type(exc).__name__)
+            yield listener, None
+
+
+def certificate_expiry(cfg: KioskConfig, *, now: datetime | None = None) -> list[dict[str, Any]]:
+    """``[{"listener", "days", "warn"}]`` for the dashboard: whole days, and "warn" below
+    ``RENEW_WARN_DAYS`` or for an unreadable file."""
+    return [
+        {
+            "listener": listener,
+            "days": None if days is None else int(days),
+            "warn": days is None or days < RENEW_WARN_DAYS,
+        }
+        for listener, days in certificate_days(cfg, now=now)
+    ]
 
 
 class KioskCollector(Collector):
@@ -309,19 +310,12 @@ def certificate_expiry_family(cfg: KioskConfig, *, now: datetime | None = None) 
     file (the self-signed one made at start) or with an unreadable one has no sample."""
     family = GaugeMetricFamily(
         "headshot_kiosk_tls_certificate_expiry_days",
-        "Days until the configured TLS certificate of each listener expires (alert below 14).",
+        f"Days until each listener's configured TLS certificate expires (alert below {RENEW_WARN_DAYS}).",
         labels=["listener"],
     )
-    for listener, path in (("delivery", cfg.delivery.tls_cert_path), ("staff", cfg.staff.tls_cert_path)):
-        if path is None:
-            continue
-        try:
-            days = days_until_expiry(path, now=now)
-        except (OSError, ValueError) as exc:
-            # Every scrape would repeat it, and a listener without its file did not start anyway.
-            logger.debug("%s certificate unreadable: %s", listener, type(exc).__name__)
-            continue
-        family.add_metric([listener], days)
+    for listener, days in certificate_days(cfg, now=now):
+        if days is not None:  # a listener without its file did not start anyway: no sample
+            family.add_metric([listener], days)
     return family
 
 

@@ -34,7 +34,7 @@ from appliance.config import (
     load_config,
 )
 from appliance.hardening import dumpable_state
-from appliance.tlscert import days_until_expiry
+from appliance.tlscert import RENEW_WARN_DAYS, days_until_expiry
 from provisioning.configfile import CONFIG_PATH
 from provisioning.cups import CUPS_DROPIN, CUPS_FILES_CONF, CUPSD_CONF, PRIVACY_DIRECTIVES
 from provisioning.render import KIOSK_UNIT, NVZRAM_UNIT, unit_path, zram_size_expressions
@@ -57,7 +57,6 @@ __all__ = ["EXPOSURE_LIMIT", "Check", "Status", "exit_code", "format_json", "for
 
 EXPOSURE_LIMIT = 2.0
 """``systemd-analyze security`` exposure at or below which the unit check is OK (P1-8 gate)."""
-_TLS_RENEW_DAYS = 14
 # A due ACME renewal may wait this long for the kiosk to be online before doctor calls it overdue.
 _RENEWAL_GRACE_DAYS = 3
 # systemd-analyze security --offline= exists since systemd 250; Ubuntu 22.04 (JetPack 6) has 249.
@@ -699,7 +698,7 @@ def _check_tls(ctx: _Context) -> Check:
         return Check(
             "tls", Status.FAIL, f"certificate not valid before {info.not_before:%Y-%m-%d}", "check the clock"
         )
-    if info.days_left < _TLS_RENEW_DAYS:
+    if info.days_left < RENEW_WARN_DAYS:
         return Check("tls", Status.WARN, validity, "renew the certificate: " + fix_tls)
     if info.local_ca:
         return Check(

@@ -20,6 +20,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from appliance.config import KioskConfig, is_loopback
+from appliance.tlscert import RENEW_WARN_DAYS
 from provisioning import ProvisioningError
 from provisioning.configfile import TLS_CERT, TLS_KEY
 from provisioning.target import host_path
@@ -27,7 +28,6 @@ from provisioning.target import host_path
 __all__ = ["StaffConsoleAddress", "doctor_check", "staff_console_address"]
 
 # The same margin doctor's TLS check warns at: a certificate this close to its end needs a renewal.
-RENEW_DAYS = 14
 ON_NETWORK_FIX = (
     f'in kiosk.toml set [staff] host = "0.0.0.0", tls_cert_path = "{TLS_CERT}" and tls_key_path = '
     f'"{TLS_KEY}" (the delivery certificate), then restart the kiosk'
@@ -134,7 +134,7 @@ def staff_console_address(
         )
         fixes.append("check the clock (doctor: clock), then renew: python -m provisioning cert renew")
     else:
-        if info.days_left < RENEW_DAYS:
+        if info.days_left < RENEW_WARN_DAYS:
             status = "WARN"
             problems.append(f"the staff certificate ends in {info.days_left} days")
             fixes.append("python -m provisioning cert renew (while the kiosk is online)")

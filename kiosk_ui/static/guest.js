@@ -28,7 +28,7 @@ window.Guest = (() => {
   const params = new URLSearchParams(location.search);
   const modes = new Set((params.get("a11y") || "").split(".").filter((m) => MODES.includes(m)));
   const volumeParam = Number(params.get("vol"));
-  const speech = { queue: [], last: [] };
+  const speech = { queue: [], last: [], after: null };
 
   async function api(method, path, body, signal) {
     const opts = { method, cache: "no-store", headers: { Accept: "application/json" }, signal };
@@ -97,6 +97,7 @@ window.Guest = (() => {
   /** Speak ``texts`` (the screen's texts, in order) instead of whatever is being spoken. */
   function say(texts) {
     speech.last = texts.map(norm).filter(Boolean);
+    speech.after = null;
     if (!modes.has("speech")) return;
     speech.queue = speech.last.slice();
     playNext();
@@ -106,6 +107,14 @@ window.Guest = (() => {
   function sayAfter(text) {
     text = norm(text);
     if (!text) return;
+    // One pending "after" text at most: the guidance changes several times a second, so the newest
+    // replaces the one not yet spoken, and Repeat keeps only the latest (no backlog of stale hints).
+    if (speech.after) {
+      const stale = speech.after;
+      speech.last = speech.last.filter((t) => t !== stale);
+      speech.queue = speech.queue.filter((t) => t !== stale);
+    }
+    speech.after = text;
     speech.last.push(text);
     if (!modes.has("speech")) return;
     const audio = $("speech");

@@ -241,6 +241,9 @@
     status.textContent = job.status ? (P.strings[job.status] || "") : "";
     status.hidden = !job.status;
     status.dataset.status = job.status || "";
+    // "I'm done" ends the visit, and a wipe cancels an unfinished print: wait for the print (Delete now
+    // still cancels it, as it should). The shutter button skips a disabled button too.
+    $("finish").disabled = active;
   }
 
   async function printHeadshot() {

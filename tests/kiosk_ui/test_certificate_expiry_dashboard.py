@@ -6,7 +6,8 @@ import datetime
 from pathlib import Path
 
 from appliance.config import KioskConfig
-from kiosk_ui.metrics import CERTIFICATE_WARN_DAYS, certificate_expiry
+from appliance.tlscert import RENEW_WARN_DAYS
+from kiosk_ui.metrics import certificate_expiry
 from kiosk_ui.serve import EPHEMERAL_CERT_DAYS, ephemeral_certificate
 
 
@@ -23,8 +24,8 @@ def test_days_left_and_the_warning(tmp_path: Path) -> None:
     now = datetime.datetime.now(datetime.timezone.utc)
     fresh = {c["listener"]: c for c in certificate_expiry(cfg, now=now)}
     assert fresh["delivery"]["days"] in (EPHEMERAL_CERT_DAYS - 1, EPHEMERAL_CERT_DAYS)
-    assert fresh["delivery"]["warn"] is (EPHEMERAL_CERT_DAYS < CERTIFICATE_WARN_DAYS)
+    assert fresh["delivery"]["warn"] is (EPHEMERAL_CERT_DAYS < RENEW_WARN_DAYS)
     assert fresh["staff"] == {"listener": "staff", "days": None, "warn": True}  # unreadable: warn
     late = {c["listener"]: c for c in certificate_expiry(cfg, now=now + datetime.timedelta(days=20))}
-    assert late["delivery"]["warn"] and 0 <= late["delivery"]["days"] < CERTIFICATE_WARN_DAYS
+    assert late["delivery"]["warn"] and 0 <= late["delivery"]["days"] < RENEW_WARN_DAYS
     assert certificate_expiry(KioskConfig()) == []  # no configured file: nothing to report
