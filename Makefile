@@ -17,7 +17,7 @@ VERSION := $(shell sed -n 's/^version = "\(.*\)"/\1/p' pyproject.toml | head -n 
 DEB := build/deb/headshot-kiosk_$(VERSION)_$(ARCH).deb
 JETSON_WHEELS := build/wheels-jetpack6
 
-.PHONY: venv models system-deps run test test-device lint bench audit audit-quick soak convert-models provision doctor clean deb ota
+.PHONY: venv models system-deps run test test-device lint bench audit audit-quick soak convert-models provision doctor clean deb ota screenshots
 
 venv: $(STAMP)
 ifeq ($(PROFILE),jetpack6)
@@ -116,6 +116,11 @@ lint: venv
 bench: venv models
 	$(PY) -m engine.bench --json
 	$(PY) -m appliance.bench --json
+
+# README's screenshots (docs/screenshots/): the browser test's captures of the main screens, scaled down.
+screenshots: venv models system-deps
+	$(PY) -m pytest -q tests/e2e/test_accessibility_browser.py -k every_screen
+	$(PY) tools/readme_screenshots.py
 
 # Reproduces the committed ONNX conversions of the MediaPipe models (needs tensorflow-cpu; not part of `make test`).
 convert-models:

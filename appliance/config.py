@@ -10,8 +10,26 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    ConfigDict,
+    Field,
+    PrivateAttr,
+    ValidationError,
+    ValidationInfo,
+    model_validator,
+)
 
+from appliance.branding import (
+    PAGE_THEME,
+    BrandingError,
+    Logo,
+    Theme,
+    check_backdrop,
+    check_theme,
+    load_logo,
+)
 from engine.config import EngineConfig
 
 if sys.version_info >= (3, 11):
@@ -25,6 +43,7 @@ __all__ = [
     "MAX_IDLE_TIMEOUT_SECONDS",
     "MAX_RECONNECT_ATTEMPTS",
     "AuditConfig",
+    "BrandingConfig",
     "CameraConfig",
     "ConfigError",
     "CsiCameraConfig",
@@ -45,6 +64,9 @@ __all__ = [
     "parse_config",
     "summarize",
 ]
+
+# Validation context key: the branding files (logo, backdrop) were checked already, by the main process.
+FILES_CHECKED = "branding_files_checked"
 
 # Legal upper bounds (DESIGN.md §2 and §7): validation refuses anything longer.
 MAX_IDLE_TIMEOUT_SECONDS = 600  # 10 minutes of inactivity on any guest screen
@@ -122,13 +144,35 @@ def _check_public_host(value: str) -> str:
 
 
 _HEX_COLOUR = re.compile(r"^#[0-9A-Fa-f]{6}$")
-_NAMED_BACKGROUNDS = ("studio-grey", "white", "blur")
+# "backdrop" is the event's image, [branding] backdrop: offered only where that key is set (KioskConfig).
+_NAMED_BACKGROUNDS = ("studio-grey", "white", "blur", "backdrop")
 
 
 def _check_background(value: str) -> str:
     if value in _NAMED_BACKGROUNDS or _HEX_COLOUR.fullmatch(value):
         return value
     raise ValueError(f"expected one of {', '.join(_NAMED_BACKGROUNDS)} or a colour '#RRGGBB'; got {value!r}")
+
+
+def _check_colour_names(value: dict[str, str]) -> dict[str, str]:
+    # Keys are compared upper-case with event.backgrounds; the names are shown to guests, so no control
+    # characters and no bare hex code (a name must say something to a person).
+    problems = []
+    names: dict[str, str] = {}
+    for colour, name in value.items():
+        if not _HEX_COLOUR.fullmatch(colour):
+            problems.append(f"{colour!r} is not a colour '#RRGGBB'")
+            continue
+        if not name.strip() or len(name) > 40 or any(ord(ch) < 0x20 or ord(ch) == 0x7F for ch in name):
+            problems.append(f"the name of {colour} must be 1 to 40 printable characters")
+        elif _HEX_COLOUR.fullmatch(name.strip()):
+            problems.append(f"the name of {colour} must be words guests understand, not a colour code")
+        if colour.upper() in names:
+            problems.append(f"{colour} is named twice")
+        names[colour.upper()] = name.strip()
+    if problems:
+        raise ValueError("; ".join(problems))
+    return names
 
 
 def _unique(values: tuple[str, ...]) -> tuple[str, ...]:
@@ -145,6 +189,7 @@ def _check_printable(value: str) -> str:
 
 
 BindHost = Annotated[str, AfterValidator(_check_bind_host)]
+Colour = Annotated[str, Field(pattern=r"^#[0-9A-Fa-f]{6}$")]
 Port = Annotated[int, Field(ge=1, le=65535)]
 Background = Annotated[str, AfterValidator(_check_background)]
 Preset = Literal["square", "portrait", "badge"]
@@ -176,8 +221,9 @@ class DemoCameraConfig(_CameraCommon):
     source: Literal["demo"] = "demo"
     width: int = Field(default=1280, ge=64, le=3840, description="Frame width (pixels).")
     height: int = Field(default=720, ge=64, le=2160, description="Frame height (pixels).")
+    # 30, as the kiosk cameras deliver: the live preview then runs as it does on a device (issue 14).
     fps: float = Field(
-        default=15.0, gt=0, le=60, description="Frame rate the source is paced to (frames per second)."
+        default=30.0, gt=0, le=60, description="Frame rate the source is paced to (frames per second)."
     )
     seconds_per_portrait: float = Field(
         default=12.0,
@@ -494,7 +540,8 @@ class EventConfig(_Strict):
         default=("studio-grey", "white", "blur"),
         min_length=1,
         max_length=8,
-        description="Offered backgrounds: studio-grey, white, blur or '#RRGGBB'; first is the default.",
+        description="Offered backgrounds: studio-grey, white, blur, '#RRGGBB' or backdrop "
+        "(branding.backdrop); first is the default.",
     )
     presets: Annotated[tuple[Preset, ...], AfterValidator(_unique)] = Field(
         default=("square", "portrait", "badge"),
@@ -520,6 +567,88 @@ class EventConfig(_Strict):
         pattern=r"^[A-Za-z0-9][A-Za-z0-9._-]{0,31}$",
         description="Version of the privacy notice the guest consents to; recorded on each receipt.",
     )
+
+
+class BrandingConfig(_Strict):
+    """The event's brand on the guest screens (issue 14.3): a logo, the page's colours, names for brand
+    colour backgrounds and a backdrop image. Files are checked when the config is loaded
+    (``appliance.branding``); a refused one is a config error naming the key and why."""
+
+    logo: Path | None = Field(
+        default=None,
+        description="PNG or SVG shown on the attract screen and the top bar (at most 512 KiB and 2048 px a "
+        "side; an SVG keeps plain drawing only: no script, style, link or embedded image).",
+    )
+    background: Colour = Field(default=PAGE_THEME.background, description="Page background ('#RRGGBB').")
+    text: Colour = Field(
+        default=PAGE_THEME.text, description="Text colour; at least 4.5:1 against background (WCAG 2.2 AA)."
+    )
+    accent: Colour = Field(
+        default=PAGE_THEME.accent,
+        description="Fill of the main buttons and the chosen options; at least 3:1 against background.",
+    )
+    on_accent: Colour = Field(
+        default=PAGE_THEME.on_accent, description="Text on the accent; at least 4.5:1 against accent."
+    )
+    colour_names: Annotated[dict[str, str], AfterValidator(_check_colour_names)] = Field(
+        default_factory=dict,
+        description="Names guests see for the '#RRGGBB' backgrounds of event.backgrounds, e.g. "
+        '{ "#1F4E79" = "Event blue" }; an unnamed colour is called \'Colour\' (translated), never its code.',
+    )
+    backdrop: Path | None = Field(
+        default=None,
+        description="JPEG or PNG offered as the background 'backdrop' (at most 20 MiB and 40 MP, at least "
+        "320 px a side), scaled and cropped to fill the headshot. List 'backdrop' in event.backgrounds.",
+    )
+    backdrop_name: Annotated[str, AfterValidator(_check_printable)] | None = Field(
+        default=None,
+        min_length=1,
+        max_length=40,
+        description="Name guests see for the backdrop; unset: 'Event backdrop' (translated).",
+    )
+    _logo: Logo | None = PrivateAttr(default=None)
+
+    @property
+    def theme(self) -> Theme:
+        return Theme(
+            background=self.background.lower(),
+            text=self.text.lower(),
+            accent=self.accent.lower(),
+            on_accent=self.on_accent.lower(),
+        )
+
+    @property
+    def themed(self) -> bool:
+        """True when the colours differ from the page's own (kiosk.css needs no override then)."""
+        return self.theme != PAGE_THEME
+
+    @property
+    def logo_image(self) -> Logo | None:
+        """The checked logo (re-encoded PNG or reduced SVG) read when the config was loaded."""
+        return self._logo
+
+    @model_validator(mode="after")
+    def _check_files_and_contrast(self, info: ValidationInfo) -> BrandingConfig:
+        problems = check_theme(self.theme, prefix="branding.")
+        if info.context and info.context.get(FILES_CHECKED):
+            # A session worker re-validating the main process's config: the files were checked there
+            # (the worker reads the backdrop itself); a logo replaced since must not stop a visit.
+            if problems:
+                raise ValueError("\n".join(problems))
+            return self
+        if self.logo is not None:
+            try:
+                self._logo = load_logo(self.logo)
+            except BrandingError as exc:
+                problems.append(f"branding.logo: {exc}")
+        if self.backdrop is not None:
+            try:
+                check_backdrop(self.backdrop)
+            except BrandingError as exc:
+                problems.append(f"branding.backdrop: {exc}")
+        if problems:
+            raise ValueError("\n".join(problems))
+        return self
 
 
 # Dye-sub printers Gutenprint drives (its driver names, ``gutenprint.5.3://<model>/expert``): the DNP
@@ -613,6 +742,9 @@ class KioskConfig(_Strict):
     staff: StaffConfig = Field(default_factory=StaffConfig)
     audit: AuditConfig = Field(default_factory=AuditConfig)
     event: EventConfig = Field(default_factory=EventConfig)
+    branding: BrandingConfig = Field(
+        default_factory=BrandingConfig, description="The event's logo, colours and backdrop."
+    )
     print: PrintConfig = Field(default_factory=PrintConfig, description="Optional printing at the booth.")
 
     @model_validator(mode="after")
@@ -633,6 +765,8 @@ class KioskConfig(_Strict):
         store, audit = self.store.path, self.audit.path
         if store == audit or store in audit.parents or audit in store.parents:
             problems.append(f"store.path and audit.path must not overlap ({str(store)!r}, {str(audit)!r})")
+        if "backdrop" in self.event.backgrounds and self.branding.backdrop is None:
+            problems.append("event.backgrounds offers 'backdrop', so branding.backdrop must name its image")
         if problems:
             raise ValueError("\n".join(problems))
         return self

@@ -81,6 +81,38 @@ def server_leaf(
     return builder.sign(sign_key, hashes.SHA256())
 
 
+def leaf_hosts(leaf: x509.Certificate) -> tuple[str, ...]:
+    """The subjectAltName host names of ``leaf``: DNS names as written, then IP addresses; empty when it
+    has none. The one reader of a certificate's names (provisioning's checks, doctor, the staff console's
+    Host allow-list)."""
+    try:
+        san = leaf.extensions.get_extension_for_class(x509.SubjectAlternativeName).value
+    except x509.ExtensionNotFound:
+        return ()
+    names = [str(n) for n in san.get_values_for_type(x509.DNSName)]
+    names += [str(ip) for ip in san.get_values_for_type(x509.IPAddress)]
+    return tuple(names)
+
+
+def certificate_dns_names(path: Path) -> frozenset[str]:
+    """DNS names (lower case, no trailing dot) of the first certificate in the PEM file ``path``; empty
+    when it cannot be read or holds none (a listener given such a file fails to start anyway)."""
+    try:
+        leaf = x509.load_pem_x509_certificates(path.read_bytes())[0]
+    except (OSError, ValueError, IndexError):
+        return frozenset()
+    names = (name.lower().rstrip(".") for name in leaf_hosts(leaf))
+    return frozenset(name for name in names if not _is_ip(name))
+
+
+def _is_ip(name: str) -> bool:
+    try:
+        ipaddress.ip_address(name)
+    except ValueError:
+        return False
+    return True
+
+
 def certificate_not_after(chain_pem: bytes) -> datetime.datetime:
     """notAfter (UTC) of the first certificate in ``chain_pem``: the leaf, in the order the delivery
     listener's file holds it. Raises ValueError when there is no PEM certificate."""

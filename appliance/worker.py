@@ -29,6 +29,7 @@ import os
 import signal
 import socket
 import sys
+import threading
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -40,8 +41,9 @@ import cv2
 import numpy as np
 import numpy.typing as npt
 
+from appliance.branding import BrandingError, load_backdrop
 from appliance.camera import CameraError, ReconnectingFrameSource, make_frame_source
-from appliance.config import KioskConfig
+from appliance.config import FILES_CHECKED, KioskConfig
 from appliance.hardening import harden_process, zero_array
 from appliance.logsafe import configure_logging
 from appliance.print_layout import DOCUMENT_FORMAT, print_document
@@ -49,18 +51,29 @@ from appliance.printing import CupsQueue, PrintSpooler
 from appliance.retention import VAULT_BACKSTOP_SECONDS
 from appliance.vault import SessionVault, StoreError
 from engine.anonymise import anonymised_view
-from engine.compose import background_image, parse_background
+from engine.compose import BACKDROP, Background, background_image, parse_background
 from engine.detect import Face, primary_face
 from engine.errors import EngineError, NoFace
 from engine.imageio import encode_jpeg
 from engine.pipeline import Cutout, HeadshotEngine
-from engine.preview import PreviewAnalyzer, replace_background
+from engine.preview import BlendScratch, PreviewAnalyzer, replace_background
 from engine.scene import scene_problem
 
 logger = logging.getLogger(__name__)
 
 RgbImage = npt.NDArray[np.uint8]
 PREVIEW_JPEG_QUALITY = 80
+# The live preview's pose guidance runs on a thread of its own (``_GuideThread``), at most GUIDANCE_FPS times
+# a second on the newest frame, while every frame is read, composed and encoded on the request's thread:
+# detection was ~8 ms of the ~20 ms a guided 1280×720 frame cost on the 2-core development machine, and
+# about half the worker's CPU at 30 fps. The page polls the guidance every 0.7 s and a guest moves slower
+# than that; a detection that falls behind (a busy machine) costs the guidance a frame, not the stream.
+# Guidance older than GUIDANCE_MAX_AGE_SECONDS is not sent: the request waits (at most
+# GUIDANCE_WAIT_SECONDS) for the analysis of its own frame, as at the start of a stream or after a
+# capture; past that it analyses on its own thread.
+GUIDANCE_FPS = 10.0
+GUIDANCE_MAX_AGE_SECONDS = 0.5
+GUIDANCE_WAIT_SECONDS = 1.0
 CHECK_JPEG_QUALITY = 75
 CAPTURE_KIND = "capture"
 HEADSHOT_KIND = "headshot"
@@ -113,6 +126,120 @@ def _sharpness(rgb: RgbImage, box: tuple[float, float, float, float]) -> float:
     return float(cv2.Laplacian(grey, cv2.CV_32F).var())
 
 
+@dataclass(frozen=True)
+class _Guidance:
+    """The pose guidance of one preview frame: no pixels, only the face, hint codes and when."""
+
+    face: Face | None
+    hints: tuple[str, ...]
+    problem: str | None
+    seated: bool
+    size: tuple[int, int]  # (width, height) of the analysed frame
+    at: float  # monotonic time the frame was offered
+
+
+class _GuideThread:
+    """Face detection and pose hints for the live preview, on a thread of its own (``GUIDANCE_*``).
+
+    ``offer(rgb, seated)`` copies a frame into the thread's one buffer when the thread is idle and the
+    last analysis for that mode is more than ``1 / GUIDANCE_FPS`` old (else the frame is skipped: a later
+    one will do); ``latest(seated, wait)`` returns the newest guidance for that mode no older than
+    ``GUIDANCE_MAX_AGE_SECONDS``, waiting up to ``wait`` seconds for it while an analysis is under way.
+    ``stop()`` ends the thread, zeroes the buffer (the only pixels it holds) and forgets the guidance; the
+    next ``offer`` starts a new thread. (ONNX Runtime sessions may be run from several threads: the request
+    thread segments meanwhile, and analyses itself when this thread has fallen a second behind.)"""
+
+    def __init__(self, analyzer: PreviewAnalyzer, *, clock: Callable[[], float] = time.monotonic) -> None:
+        self._analyzer = analyzer
+        self._clock = clock
+        self._cond = threading.Condition()
+        self._buffer: RgbImage | None = None
+        self._seated = False
+        self._offered_at = 0.0
+        self._queued = False  # a frame waits in the buffer
+        self._busy = False  # the buffer is queued or being analysed
+        self._result: _Guidance | None = None
+        self._generation = 0  # stop() moves it on: an older thread ends and its result is dropped
+        self._thread: threading.Thread | None = None
+
+    def offer(self, rgb: RgbImage, *, seated: bool) -> bool:
+        with self._cond:
+            if self._busy:
+                return False
+            last = self._result
+            if last is not None and last.seated == seated and self._clock() - last.at < 1.0 / GUIDANCE_FPS:
+                return False
+            if self._buffer is None or self._buffer.shape != rgb.shape:
+                if self._buffer is not None:
+                    zero_array(self._buffer)
+                self._buffer = np.empty_like(rgb)
+            np.copyto(self._buffer, rgb)
+            self._seated, self._offered_at = seated, self._clock()
+            self._queued = self._busy = True
+            if self._thread is None:
+                self._thread = threading.Thread(
+                    target=self._run, args=(self._generation,), name="preview-guidance", daemon=True
+                )
+                self._thread.start()
+            self._cond.notify_all()
+            return True
+
+    def latest(self, *, seated: bool, wait: float) -> _Guidance | None:
+        deadline = self._clock() + wait
+        with self._cond:
+            while True:
+                result = self._result
+                now = self._clock()
+                if (
+                    result is not None
+                    and result.seated == seated
+                    and now - result.at <= GUIDANCE_MAX_AGE_SECONDS
+                ):
+                    return result
+                if now >= deadline or not self._busy:
+                    return None
+                self._cond.wait(deadline - now)
+
+    def _run(self, generation: int) -> None:
+        while True:
+            with self._cond:
+                while not self._queued and self._generation == generation:
+                    self._cond.wait()
+                if self._generation != generation:
+                    return
+                self._queued = False
+                buffer, seated, at = self._buffer, self._seated, self._offered_at
+            result: _Guidance | None = None
+            if buffer is not None:
+                try:
+                    analysis = self._analyzer.analyze(buffer, with_mask=False, seated=seated)
+                    size = (int(buffer.shape[1]), int(buffer.shape[0]))
+                    result = _Guidance(analysis.face, analysis.hints, analysis.problem, seated, size, at)
+                except Exception as exc:  # a failed analysis costs one frame's guidance, never the worker
+                    logger.warning("preview guidance failed: %s", exc.__class__.__name__)
+            with self._cond:
+                if self._generation != generation:
+                    return
+                self._busy = False
+                if result is not None:
+                    self._result = result
+                self._cond.notify_all()
+
+    def stop(self) -> None:
+        with self._cond:
+            self._generation += 1
+            thread, self._thread = self._thread, None
+            self._cond.notify_all()
+        if thread is not None:
+            thread.join(timeout=5.0)  # one detection at most (milliseconds)
+        with self._cond:
+            if self._buffer is not None:
+                zero_array(self._buffer)
+                self._buffer = None
+            self._result = None
+            self._queued = self._busy = False
+
+
 class SessionWorker:
     """Serves one session. Owns the engine, the camera and the vault; ``shutdown()`` releases all three."""
 
@@ -122,6 +249,11 @@ class SessionWorker:
         self.clock = clock
         self.engine = HeadshotEngine(cfg.engine)
         self.preview = PreviewAnalyzer(cfg.engine)
+        self._guide = _GuideThread(self.preview)
+        # The live preview's full-size work buffers, reused from frame to frame (see ``BlendScratch``) and
+        # zeroed when the preview stops (``_stop_preview``).
+        self._blend = BlendScratch()
+        self._mirrored: RgbImage | None = None
         self.camera: ReconnectingFrameSource | None = None
         self.vault: SessionVault | None = None
         self.takes: dict[str, _Take] = {}
@@ -134,6 +266,9 @@ class SessionWorker:
         self.checking = False
         # The visit's print thread, started by its first print (``[print] enabled`` only).
         self.spooler: PrintSpooler | None = None
+        # The event's backdrop image ([branding] backdrop): event data, not a guest's, decoded once for
+        # the worker's life (a warm spare does it before any guest arrives).
+        self.event_backdrop = self._load_event_backdrop()
 
     # -- requests -------------------------------------------------------------------------------------------
 
@@ -163,35 +298,66 @@ class SessionWorker:
             self.camera.open()
         return {"camera": self.camera.state}
 
-    def frame(self, background: str | None, mirror: bool = False) -> dict[str, Any]:
+    def frame(self, background: str | None, mirror: bool = False, seated: bool = False) -> dict[str, Any]:
         """One live-preview frame as JPEG plus guidance. With ``background`` the person is shown over it
-        (fast selfie segmentation; the final render uses MODNet)."""
+        (fast selfie segmentation; the final render uses MODNet). ``seated``: the guidance aims for the
+        seated mode's lower face outline (``engine.preview.pose_hints``).
+
+        Every frame is read, composed and encoded here; its guidance comes from the guide thread, which
+        analyses the newest frame it can take (usually this one, otherwise the one before)."""
         cam = self._need_camera()
         capture = cam.read()
         rgb = capture.image
-        analysis = self.preview.analyze(rgb, with_mask=background is not None)
-        shown = rgb
-        if background is not None and analysis.mask is not None:
-            h, w = rgb.shape[:2]
-            shown = replace_background(rgb, analysis.mask, self._backdrop(background, w, h))
-        if mirror:
-            shown = np.ascontiguousarray(shown[:, ::-1])
-        jpeg = encode_jpeg(shown, quality_percent=PREVIEW_JPEG_QUALITY)
+        h, w = rgb.shape[:2]
+        try:
+            self._guide.offer(rgb, seated=seated)
+            composed = rgb
+            if background is not None:
+                mask = self.preview.segment(rgb)
+                backdrop = self._backdrop(background, w, h)
+                composed = replace_background(rgb, mask, backdrop, scratch=self._blend)
+            shown = self._mirror(composed) if mirror else composed
+            jpeg = encode_jpeg(shown, quality_percent=PREVIEW_JPEG_QUALITY)
+            for made in {id(a): a for a in (composed, shown) if a is not rgb}.values():
+                zero_array(made)
+            guidance = self._guide.latest(seated=seated, wait=GUIDANCE_WAIT_SECONDS)
+            if guidance is None or guidance.size != (w, h):
+                # The guide thread could not keep up for a whole second: analyse this frame here.
+                analysis = self.preview.analyze(rgb, with_mask=False, seated=seated)
+                guidance = _Guidance(
+                    analysis.face, analysis.hints, analysis.problem, seated, (w, h), time.monotonic()
+                )
+        finally:
+            zero_array(rgb)
         face = None
-        if analysis.face is not None:
-            x0, y0, x1, y1 = analysis.face.bbox
-            w = rgb.shape[1]
+        if guidance.face is not None:
+            x0, y0, x1, y1 = guidance.face.bbox
             if mirror:
                 x0, x1 = w - x1, w - x0
-            face = [x0 / w, y0 / rgb.shape[0], x1 / w, y1 / rgb.shape[0]]
-        zero_array(rgb)
+            face = [x0 / w, y0 / h, x1 / w, y1 / h]
         return {
             "jpeg": jpeg,
             # Someone else in the guest's picture comes first: the capture would not keep such a frame.
-            "hints": (["step_apart"] if analysis.problem == "step_apart" else []) + list(analysis.hints),
+            "hints": (["step_apart"] if guidance.problem == "step_apart" else []) + list(guidance.hints),
             "face": face,
-            "size": [rgb.shape[1], rgb.shape[0]],
+            "size": [w, h],
         }
+
+    def _mirror(self, rgb: RgbImage) -> RgbImage:
+        """``rgb`` flipped left to right, into a buffer kept for the next frame. cv2.flip into it takes
+        0.2 ms for 1280×720; numpy's reversed view copied took 7.5 ms, cv2.flip into a fresh buffer 1.7."""
+        if self._mirrored is None or self._mirrored.shape != rgb.shape:
+            self._mirrored = np.empty_like(rgb)
+        cv2.flip(rgb, 1, dst=self._mirrored)
+        return self._mirrored
+
+    def _stop_preview(self) -> None:
+        """The live preview is over (a capture, the wipe): stop the guide thread, zero the work buffers."""
+        self._guide.stop()
+        self._blend.clear()
+        if self._mirrored is not None:
+            zero_array(self._mirrored)
+            self._mirrored = None
 
     def check_frame(self) -> dict[str, Any]:
         """One camera-check frame: every person a flat silhouette, every face box hidden and outlined, the
@@ -214,12 +380,29 @@ class SessionWorker:
     def _backdrop(self, background: str, w: int, h: int) -> RgbImage:
         key = (background, w, h)
         if key not in self._backdrops:
-            bg = parse_background(background)
+            bg = self._background(background)
             if bg.kind == "blur":
                 # Live "blur" preview: the real blur needs the MODNet plate; a soft grey is honest enough.
                 bg = parse_background("#808080")
             self._backdrops[key] = np.ascontiguousarray(background_image(bg, w, h, None))
         return self._backdrops[key]
+
+    def _load_event_backdrop(self) -> RgbImage | None:
+        path = self.cfg.branding.backdrop
+        if path is None:
+            return None
+        try:
+            return load_backdrop(path)
+        except BrandingError as exc:
+            # Checked when the config was loaded; a file changed since then. The other backgrounds work.
+            logger.warning("the event backdrop could not be loaded: %s", exc)
+            return None
+
+    def _background(self, background: str) -> Background:
+        """A render's background; ``backdrop`` is the event's image, scaled to cover the headshot."""
+        if background == BACKDROP and self.event_backdrop is None:
+            raise WorkerError("bad_background", "the event's backdrop image is not available")
+        return parse_background(background, backdrop=self.event_backdrop)
 
     def capture(self, burst: int) -> dict[str, Any]:
         """Take a short burst and keep the sharpest frame the render would take as it is: the guest's face
@@ -228,6 +411,7 @@ class SessionWorker:
         (``CAPTURE_REFUSALS``), so the guest is told what to change (step apart, step closer, ...)."""
         vault = self._need_vault()
         cam = self._need_camera()
+        self._stop_preview()  # the live preview is over: its detector's CPU goes to the burst
         preset = self.cfg.event.presets[0]  # the first headshot is rendered with it
         best: tuple[float, RgbImage, Face, tuple[Face, ...]] | None = None
         problems: list[str] = []
@@ -283,7 +467,7 @@ class SessionWorker:
             finally:
                 zero_array(rgb)
             self._cutouts[key] = cut
-        pixels = self.engine.compose(cut, background)
+        pixels = self.engine.compose(cut, self._background(background))
         jpeg = self.engine.encode(pixels)
         zero_array(pixels)
         render_id = vault.put(HEADSHOT_KIND, jpeg, expires_at=self.clock() + self.retention_seconds)
@@ -363,6 +547,7 @@ class SessionWorker:
         unlinked, the key destroyed. Returns the number of files removed."""
         removed = 0
         try:
+            self._stop_preview()  # before the camera closes and the models are released
             if self.spooler is not None:
                 # First: a job still queued or printing is cancelled and purged from CUPS's spool.
                 self.spooler.close()
@@ -486,7 +671,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     conn = Connection(sock.detach())
     # The config arrives over the socket, already validated by the main process; validate again anyway so
     # a worker never runs on something that is not a KioskConfig.
-    cfg = KioskConfig.model_validate(conn.recv())
+    cfg = KioskConfig.model_validate(conn.recv(), context={FILES_CHECKED: True})
     try:
         worker = SessionWorker(cfg, args.store)
     except EngineError as exc:

@@ -173,8 +173,9 @@ class WorkerClient:
         """Open the camera (only ever after consent); returns its state."""
         return str(self.process.call("open_camera")["camera"])
 
-    def frame(self, *, background: str | None, mirror: bool) -> Frame:
-        reply = self.process.call("frame", background=background, mirror=mirror)
+    def frame(self, *, background: str | None, mirror: bool, seated: bool = False) -> Frame:
+        """One live-preview frame; ``seated`` aims the guidance at the seated mode's face outline."""
+        reply = self.process.call("frame", background=background, mirror=mirror, seated=seated)
         face = reply["face"]
         width, height = reply["size"]
         return Frame(

@@ -1,10 +1,11 @@
-"""Backgrounds and compositing: studio grey, white, a brand colour, or the original background blurred."""
+"""Backgrounds and compositing: studio grey, white, a brand colour, the original background blurred, or
+the event's own backdrop image (``backdrop``: event data the caller loads once and passes in)."""
 
 from __future__ import annotations
 
 import re
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from functools import lru_cache
 
 import cv2
@@ -16,28 +17,53 @@ from engine.matting import AlphaMap
 
 _HEX = re.compile(r"^#[0-9A-Fa-f]{6}$")
 NAMED_BACKGROUNDS = ("studio-grey", "white", "blur")
+BACKDROP = "backdrop"  # the event's backdrop image: a background choice only where one is loaded
 
 
 @dataclass(frozen=True)
 class Background:
-    """A parsed background choice: ``kind`` is ``studio-grey``, ``white``, ``blur`` or ``colour``."""
+    """A parsed background choice: ``kind`` is ``studio-grey``, ``white``, ``blur``, ``colour`` or
+    ``image`` (the event's backdrop; ``image`` holds its H×W×3 uint8 pixels, read-only, any size)."""
 
     kind: str
     rgb: tuple[int, int, int] = (0, 0, 0)
+    image: RgbImage | None = field(default=None, compare=False, repr=False)
 
     @property
     def name(self) -> str:
         r, g, b = self.rgb
+        if self.kind == "image":
+            return BACKDROP
         return f"#{r:02X}{g:02X}{b:02X}" if self.kind == "colour" else self.kind
 
 
-def parse_background(spec: str) -> Background:
-    """``studio-grey`` | ``white`` | ``blur`` | ``#RRGGBB``; raises ValueError naming the valid choices."""
+def parse_background(spec: str, *, backdrop: RgbImage | None = None) -> Background:
+    """``studio-grey`` | ``white`` | ``blur`` | ``#RRGGBB`` | ``backdrop`` (only with ``backdrop``, the
+    event's image as H×W×3 uint8); raises ValueError naming the valid choices."""
     if spec in NAMED_BACKGROUNDS:
         return Background(spec, (255, 255, 255) if spec == "white" else (0, 0, 0))
     if _HEX.fullmatch(spec):
         return Background("colour", (int(spec[1:3], 16), int(spec[3:5], 16), int(spec[5:7], 16)))
+    if spec == BACKDROP and backdrop is not None:
+        if backdrop.ndim != 3 or backdrop.shape[2] != 3 or backdrop.dtype != np.uint8:
+            raise ValueError("the backdrop image must be H×W×3 uint8")
+        return Background("image", image=backdrop)
+    if spec == BACKDROP:
+        raise ValueError("the backdrop background needs the event's backdrop image, and none is loaded")
     raise ValueError(f"unknown background {spec!r}; use studio-grey, white, blur or a colour like #1F4E79")
+
+
+def cover(image: RgbImage, width: int, height: int) -> RgbImage:
+    """``image`` scaled to cover ``width``×``height`` and centre-cropped to it (as CSS ``object-fit:
+    cover``): no border, no distortion. A new C-contiguous H×W×3 uint8 array."""
+    ih, iw = image.shape[:2]
+    scale = max(width / iw, height / ih)
+    sw, sh = max(width, round(iw * scale)), max(height, round(ih * scale))
+    # INTER_AREA when shrinking (no aliasing in a patterned backdrop), linear when enlarging.
+    interpolation = cv2.INTER_AREA if scale < 1 else cv2.INTER_LINEAR
+    scaled = np.asarray(cv2.resize(image, (sw, sh), interpolation=interpolation), dtype=np.uint8)
+    x0, y0 = (sw - width) // 2, (sh - height) // 2
+    return np.ascontiguousarray(scaled[y0 : y0 + height, x0 : x0 + width])
 
 
 @lru_cache(maxsize=8)
@@ -67,7 +93,7 @@ def studio_grey(width: int, height: int) -> RgbImage:
 
 def background_image(bg: Background, width: int, height: int, plate: RgbImage | None) -> RgbImage:
     """The backdrop as H×W×3 uint8. ``plate`` (the estimated original background without the person)
-    is needed for ``blur`` only."""
+    is needed for ``blur`` only; ``image`` is scaled and cropped to cover the frame."""
     if bg.kind == "studio-grey":
         return studio_grey(width, height)
     if bg.kind == "blur":
@@ -77,6 +103,10 @@ def background_image(bg: Background, width: int, height: int, plate: RgbImage | 
         small = cv2.resize(plate, (max(8, width // 4), max(8, height // 4)), interpolation=cv2.INTER_AREA)
         small = cv2.GaussianBlur(small, (0, 0), sigmaX=max(2.0, width / 160))
         return np.asarray(cv2.resize(small, (width, height), interpolation=cv2.INTER_LINEAR), dtype=np.uint8)
+    if bg.kind == "image":
+        if bg.image is None:
+            raise ValueError("the backdrop background has no image")
+        return cover(bg.image, width, height)
     return np.full((height, width, 3), bg.rgb, dtype=np.uint8)
 
 

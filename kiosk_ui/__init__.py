@@ -34,7 +34,7 @@ def create_app(kiosk: Kiosk, *, testing: bool = False) -> Flask:
     The facade lives in ``app.extensions["kiosk"]``; there are no cookies and no server-side sessions:
     the kiosk's state is the facade's.
     """
-    from kiosk_ui import guest, openapi  # noqa: PLC0415 - the blueprints import this package's helpers
+    from kiosk_ui import brand, guest, openapi  # noqa: PLC0415 - the blueprints import this package's helpers
 
     app = Flask(__name__)
     app.config.update(
@@ -50,6 +50,7 @@ def create_app(kiosk: Kiosk, *, testing: bool = False) -> Flask:
     Babel(app, locale_selector=lambda: pick_locale(kiosk.cfg.event.languages))
     security.install(app, csp=security.content_security_policy())
     app.register_blueprint(guest.bp)
+    app.register_blueprint(brand.bp)
     app.register_blueprint(openapi.bp)
     _install_error_handlers(app)
     return app

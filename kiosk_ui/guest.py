@@ -30,9 +30,13 @@ from kiosk_ui.strings import client_strings, consent_summary
 
 bp = Blueprint("guest", __name__)
 
-# The demo camera runs at 15 fps and a kiosk screen needs no more than this; it bounds the CPU the
-# preview takes from the engine.
-MAX_PREVIEW_FPS = 12.0
+# Kiosk cameras (and the demo camera) deliver 30 fps and a kiosk screen needs no more; a faster camera mode
+# (a 60 fps CSI sensor) is not asked for more frames than this, which bounds the CPU the preview takes from
+# the worker. Frame requests are spaced from one request's start to the next (not from the end of the
+# send), so the time a frame takes to make fits inside the interval instead of adding to it: the old
+# spacing (an interval from each send's start, then the next frame's making on top) gave 8.5 fps under a
+# 12 fps cap.
+MAX_PREVIEW_FPS = 30.0
 MJPEG_BOUNDARY = "frame"
 _MAX_ID = 64
 _MAX_CHOICES = 16
@@ -294,33 +298,54 @@ def consent() -> Response:
     return jsonify(_kiosk().consent(accept, _choices(data)).as_json())
 
 
+def _flag(name: str, default: bool) -> bool:
+    """A yes/no query parameter: ``0``/``false`` is no, any other value yes, absent ``default``."""
+    value = request.args.get(name)
+    return default if value is None else value not in ("0", "false")
+
+
+def _mjpeg_part(jpeg: bytes) -> bytes:
+    head = f"--{MJPEG_BOUNDARY}\r\nContent-Type: image/jpeg\r\nContent-Length: {len(jpeg)}\r\n\r\n"
+    return head.encode() + jpeg + b"\r\n"
+
+
 @bp.get("/api/session/preview.mjpg")
 def preview() -> Response:
-    """The live preview as an MJPEG stream; it ends when the visit leaves the preview."""
+    """The live preview as an MJPEG stream; it ends when the visit leaves the preview (capture, Delete now,
+    any wipe). ``background``: the person over one of the event's backgrounds; ``mirror`` (default on);
+    ``seated=1``: the guidance aims for the seated mode's lower face outline."""
     kiosk = _kiosk()
     background = request.args.get("background") or None
-    mirror = request.args.get("mirror", "1") not in ("0", "false")
-    first = kiosk.preview_frame(background=background, mirror=mirror)  # errors answer before streaming
+    mirror = _flag("mirror", True)
+    seated = _flag("seated", False)
+    first = kiosk.preview_frame(background=background, mirror=mirror, seated=seated)  # errors answer here
     guidance = _guidance()
 
-    def frames() -> Iterator[bytes]:
-        frame: PreviewFrame | None = first
+    def frames(frame: PreviewFrame | None) -> Iterator[bytes]:
+        # ``frame`` is a parameter, not a closure over ``first``: a closure cell would keep the first
+        # frame's JPEG in this process for as long as the stream runs.
         interval = 1.0 / MAX_PREVIEW_FPS
+        due = time.monotonic()
         while frame is not None:
-            started = time.monotonic()
             guidance.update(list(frame.hints), frame.face and list(frame.face))
-            jpeg = frame.jpeg
+            # The frame was checked against the live visit as it came back from the worker (``_still``):
+            # it goes out now and this process keeps nothing of it (the part is the only copy; the next
+            # request replaces ``frame``).
+            part = _mjpeg_part(frame.jpeg)
             frame = None
-            head = f"--{MJPEG_BOUNDARY}\r\nContent-Type: image/jpeg\r\nContent-Length: {len(jpeg)}\r\n\r\n"
-            yield (head.encode() + jpeg + b"\r\n")
-            del jpeg
-            time.sleep(max(0.0, interval - (time.monotonic() - started)))
+            yield part
+            del part
+            # Spaced from the previous request's start; after a slow send, no catch-up burst.
+            now = time.monotonic()
+            due = max(due + interval, now)
+            if due > now:
+                time.sleep(due - now)
             try:
-                frame = kiosk.preview_frame(background=background, mirror=mirror)
+                frame = kiosk.preview_frame(background=background, mirror=mirror, seated=seated)
             except KioskError:
                 return  # the phase moved on (capture, wipe, timeout): the stream is over
 
-    response = Response(frames(), mimetype=f"multipart/x-mixed-replace; boundary={MJPEG_BOUNDARY}")
+    response = Response(frames(first), mimetype=f"multipart/x-mixed-replace; boundary={MJPEG_BOUNDARY}")
     response.headers["X-Accel-Buffering"] = "no"
     return response
 

@@ -175,6 +175,13 @@ def spec() -> dict[str, Any]:
                         "required": False,
                         "schema": {"type": "string", "enum": ["0", "1"]},
                     },
+                    {
+                        "name": "seated",
+                        "in": "query",
+                        "required": False,
+                        "description": "1: guide towards the seated (lower) face position",
+                        "schema": {"type": "string", "enum": ["0", "1"]},
+                    },
                 ],
                 "responses": {
                     "200": {

@@ -31,7 +31,6 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, cast
 
-from cryptography import x509
 from flask import Blueprint, Flask, Response, current_app, redirect, render_template, request, url_for
 from flask_babel import Babel, get_locale
 from markupsafe import Markup, escape
@@ -54,6 +53,7 @@ from appliance.consent import CONSENT_LANGUAGES
 from appliance.event_settings import EventSettings
 from appliance.kiosk import KioskError
 from appliance.overrides import OverrideError, overrides_path, read_overrides
+from appliance.tlscert import certificate_dns_names
 from kiosk_ui import metrics, security
 from kiosk_ui.errors import http_status
 from kiosk_ui.i18n import LANGUAGE_NAMES, remembered_locale
@@ -302,19 +302,6 @@ def _remember_language(response: Response) -> Response:
 # ---------------------------------------------------------------------------------------------- host names
 
 
-def _certificate_names(path: Path | None) -> set[str]:
-    """DNS names of the staff listener's certificate (its subjectAltName), lower case; empty when there is
-    none or it cannot be read (the listener then fails to start anyway)."""
-    if path is None:
-        return set()
-    try:
-        leaf = x509.load_pem_x509_certificates(path.read_bytes())[0]
-        names = leaf.extensions.get_extension_for_class(x509.SubjectAlternativeName).value
-    except (OSError, ValueError, IndexError, x509.ExtensionNotFound):
-        return set()
-    return {str(name).lower().rstrip(".") for name in names.get_values_for_type(x509.DNSName)}
-
-
 class _HostList:
     """:func:`allowed_hosts`, read again when the staff certificate file changes: the listener serves a
     renewed certificate without a restart (kiosk_ui.serve), and its names may have changed with it."""
@@ -347,7 +334,8 @@ def allowed_hosts(cfg: KioskConfig) -> frozenset[str]:
     (``[delivery] public_host``, which the hotspot's DNS resolves to the kiosk) and the names of the staff
     certificate (``*.`` wildcards stand for one label). Any IP literal is also accepted (``_check_host``)."""
     names = {"localhost", cfg.delivery.public_host.lower().rstrip(".")}
-    return frozenset(names | _certificate_names(cfg.staff.tls_cert_path))
+    path = cfg.staff.tls_cert_path
+    return frozenset(names | (certificate_dns_names(path) if path is not None else frozenset()))
 
 
 def _host_allowed(host: str, allowed: frozenset[str]) -> bool:

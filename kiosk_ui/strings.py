@@ -86,6 +86,7 @@ def client_strings() -> dict[str, str]:
         "bg_white": _("White"),
         "bg_blur": _("Blurred"),
         "bg_colour": _("Colour"),
+        "bg_backdrop": _("Event backdrop"),
         "bg_off": _("Camera background"),
         "preset_square": _("Square"),
         "preset_portrait": _("Portrait"),

@@ -27,7 +27,7 @@ from cryptography.hazmat.primitives.asymmetric import ec, rsa
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
 from appliance.config import ConfigError, parse_config
-from appliance.tlscert import server_leaf
+from appliance.tlscert import leaf_hosts, server_leaf
 from engine.fileio import write_atomic
 from provisioning import ProvisioningError
 from provisioning.configfile import TLS_CA, TLS_CERT, TLS_KEY
@@ -189,19 +189,9 @@ def _key_pem(key: ec.EllipticCurvePrivateKey | rsa.RSAPrivateKey) -> bytes:
     )
 
 
-def _hosts(cert: x509.Certificate) -> tuple[str, ...]:
-    try:
-        san = cert.extensions.get_extension_for_class(x509.SubjectAlternativeName).value
-    except x509.ExtensionNotFound:
-        return ()
-    names = [str(n) for n in san.get_values_for_type(x509.DNSName)]
-    names += [str(ip) for ip in san.get_values_for_type(x509.IPAddress)]
-    return tuple(names)
-
-
 def certificate_hosts(chain_pem: bytes) -> tuple[str, ...]:
     """Host names (SAN DNS names, then IPs) of the first certificate in ``chain_pem``."""
-    return _hosts(_load_chain(chain_pem)[0])
+    return leaf_hosts(_load_chain(chain_pem)[0])
 
 
 def _load_chain(chain_pem: bytes) -> list[x509.Certificate]:
@@ -257,7 +247,7 @@ def import_certificate(chain_pem: bytes, key_pem: bytes, *, now: dt.datetime | N
             f"the certificate is not valid before {leaf.not_valid_before_utc:%Y-%m-%d %H:%M} UTC; "
             "check the kiosk's clock (doctor: clock check) or wait"
         )
-    hosts = _hosts(leaf)
+    hosts = leaf_hosts(leaf)
     if not hosts:
         raise TlsError(
             "the certificate has no subjectAltName; browsers ignore the CN, so phones would refuse it"
@@ -288,7 +278,7 @@ def inspect_certificate(chain_pem: bytes, *, now: dt.datetime | None = None) -> 
     issuer_cn = leaf.issuer.get_attributes_for_oid(NameOID.COMMON_NAME)
     issuer = str(issuer_cn[0].value) if issuer_cn else leaf.issuer.rfc4514_string()
     return CertificateInfo(
-        hosts=_hosts(leaf),
+        hosts=leaf_hosts(leaf),
         not_before=leaf.not_valid_before_utc,
         not_after=leaf.not_valid_after_utc,
         days_left=(leaf.not_valid_after_utc - moment).days,

@@ -68,23 +68,28 @@ def served_kiosk(kiosk: Kiosk) -> Iterator[str]:
     from kiosk_ui.serve import listeners
 
     kiosk.start()
-    servers = listeners(kiosk, kiosk.cfg)
-    for s in servers:
-        s.start()
+    started: list[Listener] = []
     stop = threading.Event()
+    ticker: threading.Thread | None = None
 
     def tick() -> None:
         while not stop.wait(0.5):
             kiosk.tick()
 
-    ticker = threading.Thread(target=tick, name="test-tick", daemon=True)
-    ticker.start()
+    # Everything from here on is undone in the finally, also when a listener fails to bind (a port clash):
+    # else the kiosk's RAM-store mount and its warm worker outlive the failed test.
     try:
-        yield servers[0].url
+        for s in listeners(kiosk, kiosk.cfg):
+            s.start()
+            started.append(s)
+        ticker = threading.Thread(target=tick, name="test-tick", daemon=True)
+        ticker.start()
+        yield started[0].url
     finally:
         stop.set()
-        ticker.join(5)
-        for s in servers:
+        if ticker is not None:
+            ticker.join(5)
+        for s in started:
             s.stop()
         kiosk.close()
 

@@ -67,6 +67,7 @@ window.Guest = (() => {
   function toggleMode(m) {
     if (modes.has(m)) modes.delete(m); else modes.add(m);
     applyModes();
+    document.dispatchEvent(new CustomEvent("kiosk:mode", { detail: m })); // the page script follows it
     if (m === "speech") {
       if (modes.has("speech")) replay(); else stopSpeech();
     }

@@ -19,6 +19,9 @@
   const { page, $, fmt, api } = G;
   const S = page.strings;
   const P = page.print; // null where the event offers no printing (no Print button on the page)
+  // The event's brand (kiosk_ui/brand.py): background names and swatches, the attract screen's samples.
+  const B = JSON.parse(($("brand-data") && $("brand-data").textContent) || "{}");
+  const BG = B.backgrounds || {};
   const VISIT_SCREENS = ["consent", "preview", "processing", "review", "delivery"];
   const TOPBAR_SCREENS = ["preview", "processing", "review", "delivery"];
   const DONE_SECONDS = 30;
@@ -101,8 +104,13 @@
 
   // -- live preview ---------------------------------------------------------------------------------------
 
+  /** The stream's URL: seated guests get guidance towards the lower face outline (engine.preview). */
   function streamUrl() {
-    return "/api/session/preview.mjpg" + (previewBg ? "?background=" + encodeURIComponent(previewBg) : "");
+    const query = new URLSearchParams();
+    if (G.modes.has("seated")) query.set("seated", "1");
+    if (previewBg) query.set("background", previewBg);
+    const q = query.toString();
+    return "/api/session/preview.mjpg" + (q ? "?" + q : "");
   }
 
   function startPreview() {
@@ -120,8 +128,13 @@
     if (guidanceTimer) { clearInterval(guidanceTimer); guidanceTimer = null; }
   }
 
+  /** A background's name for guests: the translated or configured name, never a colour code. */
+  function bgName(b) {
+    return (BG[b] && BG[b].name) || S["bg_" + b] || S.bg_colour;
+  }
+
   function updateBgToggle() {
-    const name = previewBg ? (S["bg_" + previewBg] || S.bg_colour) : S.bg_off;
+    const name = previewBg ? bgName(previewBg) : S.bg_off;
     $("bg-toggle").textContent = name;
     $("bg-toggle").setAttribute("aria-label", name);
   }
@@ -137,6 +150,11 @@
       $("outline").classList.toggle("ok", g.fresh && !hint);
     } catch (_) { /* the next poll tries again */ }
   }
+
+  // Seated on or off during the preview: the guidance's framing target moves with the outline.
+  document.addEventListener("kiosk:mode", (event) => {
+    if (event.detail === "seated" && screen === "preview") startPreview();
+  });
 
   function cycleBackground() {
     const options = [null, ...page.backgrounds];
@@ -206,12 +224,26 @@
     return b;
   }
 
+  /** A background choice: a small sample of it (decorative) and its name, which is the button's name. */
+  function swatchChip(b, pressed, onClick) {
+    const button = chip("", pressed, onClick);
+    button.classList.add("swatch-choice");
+    const sample = document.createElement("span");
+    sample.className = "swatch";
+    sample.setAttribute("aria-hidden", "true");
+    sample.style.background = (BG[b] && BG[b].swatch) || "#808080"; // CSSOM: allowed by the page's CSP
+    const label = document.createElement("span");
+    label.textContent = bgName(b);
+    button.replaceChildren(sample, label);
+    return button;
+  }
+
   function renderChoices() {
     const takes = (state && state.takes) || [];
     $("take-choices").replaceChildren(...takes.map((t) =>
       chip(fmt(S.photo_n, t.number), t.take === view.take, () => choose({ take: t.take }))));
     $("bg-choices").replaceChildren(...page.backgrounds.map((b) =>
-      chip(S["bg_" + b] || b, b === view.background, () => choose({ background: b }))));
+      swatchChip(b, b === view.background, () => choose({ background: b }))));
     $("preset-choices").replaceChildren(...page.presets.map((p) =>
       chip(S["preset_" + p] || p, p === view.preset, () => choose({ preset: p }))));
     // "Also on my phone": the other crops, toggled here and rendered when the link is made.
@@ -566,6 +598,60 @@
   }
   $("recover").addEventListener("click", G.fresh);
 
+  // -- attract screen: sample headshots -------------------------------------------------------------------
+
+  // Made by this kiosk from its bundled demo portraits (kiosk_ui/brand.py), never from a guest. Shown
+  // once the server has them; until then the attract screen is text. One at a time: the next fades in
+  // over 2 s (CSS) every SAMPLE_SECONDS (WCAG 2.3.1: nothing flashes). "Pause the examples" stops the
+  // change (2.2.2); with reduced motion they start paused, and change without fading once un-paused.
+  const SAMPLE_SECONDS = 9;
+  const reducedMotion = window.matchMedia("(prefers-reduced-motion: reduce)").matches;
+  const reel = { timer: null, index: 0, paused: reducedMotion, polls: 0 };
+
+  function stepSamples() {
+    if (screen !== "attract" || reel.paused) return;
+    const images = $("reel").querySelectorAll("img");
+    if (images.length < 2) return;
+    images[reel.index].classList.remove("current");
+    reel.index = (reel.index + 1) % images.length;
+    images[reel.index].classList.add("current");
+  }
+
+  function showSamples(urls) {
+    if (!urls.length || over) return;
+    const images = urls.map((url, i) => {
+      const img = document.createElement("img");
+      img.src = url;
+      img.alt = (B.strings && B.strings.sample_alt) || "";
+      if (i === 0) img.classList.add("current");
+      else img.setAttribute("aria-hidden", "true"); // one example is enough for a screen reader
+      img.decoding = "async";
+      return img;
+    });
+    $("reel").replaceChildren(...images);
+    $("samples").hidden = false;
+    $("samples-pause").hidden = urls.length < 2;
+    $("samples-pause").setAttribute("aria-pressed", reel.paused ? "true" : "false");
+    $("screen-attract").classList.add("with-samples");
+    reel.timer = setInterval(stepSamples, SAMPLE_SECONDS * 1000);
+  }
+
+  async function loadSamples() {
+    if (!B.samples || over) return;
+    try {
+      const status = await api("GET", B.samples, undefined, inFlight.signal);
+      if (status.ready) { showSamples(status.urls || []); return; }
+      if (!status.pending) return; // not made on this kiosk (no models?): the text is the screen
+    } catch (_) { /* text only: the attract screen works without them */ }
+    reel.polls += 1;
+    if (reel.polls < 60 && !over) setTimeout(loadSamples, 5000); // rendered once, in the background
+  }
+
+  $("samples-pause").addEventListener("click", () => {
+    reel.paused = !reel.paused;
+    $("samples-pause").setAttribute("aria-pressed", reel.paused ? "true" : "false");
+  });
+
   // -- keyboard and physical shutter ----------------------------------------------------------------------
 
   // F13: what programmable USB buttons are usually set to (no keyboard has it, so no clash); "Camera": the
@@ -603,6 +689,7 @@
   });
 
   show("attract");
+  loadSamples();
   poll();
   setInterval(poll, 1000);
 })();

@@ -1,7 +1,8 @@
 """The guest screens for everyone (issue 14), in Debian's Chromium: every screen in every accessibility mode
-and in both orientations has no WCAG 2.2 A/AA violation (axe-core) and no touch target under 44 CSS px; a
-whole visit by keyboard alone; a whole visit with a physical shutter button (key events); speech follows the
-screens; the idle warning can be extended.
+and in both orientations has no WCAG 2.2 A/AA violation (axe-core) and no touch target under 44 CSS px, with
+the kiosk's own look and with an event's brand (a light theme, a logo, named colours, a backdrop and the
+attract screen's sample headshots); a whole visit by keyboard alone; a whole visit with a physical shutter
+button (key events); speech follows the screens; the idle warning can be extended.
 
 Screenshots of every screen in portrait (1080x1920) and landscape (1920x1080, 1280x800) go to
 ``build/screenshots/`` (``$UI_SCREENSHOT_DIR`` overrides). One browser and one served kiosk for the module.
@@ -12,7 +13,9 @@ from __future__ import annotations
 
 import os
 import shutil
+import struct
 import time
+import zlib
 from collections.abc import Iterator
 from importlib import resources
 from pathlib import Path
@@ -187,6 +190,9 @@ def _every_mode_and_orientation(page: Any, screen: str, problems: list[str]) -> 
 
 def test_every_screen_every_mode_both_orientations(page: Any) -> None:
     problems: list[str] = []
+    # The attract screen as guests see it once the kiosk has made its sample headshots (a few seconds
+    # after start; until then it is text only).
+    page.wait_for_selector("#samples", state="visible", timeout=180_000)
     _every_mode_and_orientation(page, "attract", problems)
     page.click("#start")
     wait_visible(page, "consent")
@@ -221,6 +227,9 @@ def test_every_screen_every_mode_both_orientations(page: Any) -> None:
     outline_top = page.evaluate(top, "outline")
     assert page.evaluate(top, "delete-btn") < 200  # standing: Delete now at the top
     page.evaluate(SET_MODES, ["seated"])
+    # ...and the guidance's framing target with it: the stream is asked again for a seated guest.
+    page.wait_for_function("() => document.getElementById('preview').src.includes('seated=1')")
+    wait_image_loaded(page, "#preview")
     page.screenshot(path=str(SHOTS / "preview-portrait-seated.png"))
     assert page.evaluate(top, "outline") > outline_top
     # Seated: every control in the lower part of the screen (380-1220 mm on a typically mounted portrait
@@ -228,6 +237,7 @@ def test_every_screen_every_mode_both_orientations(page: Any) -> None:
     for control in ("shoot", "bg-toggle", "held-btn", "delete-btn", "mode-seated"):
         assert page.evaluate(top, control) > VIEWPORTS["portrait"]["height"] * 0.55, control
     page.evaluate(SET_MODES, [])
+    page.wait_for_function("() => !document.getElementById('preview').src.includes('seated')")
     page.set_viewport_size(VIEWPORTS["landscape"])
 
     page.click("#held-btn")
@@ -488,3 +498,127 @@ def test_the_idle_warning_gives_time_and_can_be_extended(
     assert state.phase == "consent" and (state.idle_seconds_left or 0) > CONSENT_IDLE - 5  # a full timeout
     time.sleep(1.5)  # polls after the extension do not bring the warning back
     assert page.is_hidden("#idle-warning")
+
+
+# -- the event's brand (issue 14.3) -----------------------------------------------------------------------
+
+BRAND_THEME = {"background": "#FFFFFF", "text": "#1A1A1A", "accent": "#0B5CAD", "on_accent": "#FFFFFF"}
+BRAND_BACKGROUNDS = ["studio-grey", "#1F4E79", "#00AA88", "backdrop"]
+BRAND_NAMES = ["Studio grey", "Open Doors blue", "Colour", "Event backdrop"]
+LOGO_SVG = b"""<svg xmlns="http://www.w3.org/2000/svg" viewBox="0 0 200 60" onload="alert(1)">
+  <script>document.title = 'pwned'</script>
+  <rect width="200" height="60" rx="10" fill="#0b5cad"/>
+  <text x="100" y="40" font-size="28" text-anchor="middle" fill="#ffffff">Open Doors</text>
+</svg>"""
+
+
+def _solid_png(width: int, height: int, rgb: tuple[int, int, int]) -> bytes:
+    """A plain PNG written by hand (Pillow is the kiosk's, not needed to make a test picture)."""
+    row = b"\x00" + bytes(rgb) * width
+    data = zlib.compress(row * height)
+
+    def chunk(kind: bytes, body: bytes) -> bytes:
+        return struct.pack(">I", len(body)) + kind + body + struct.pack(">I", zlib.crc32(kind + body))
+
+    ihdr = struct.pack(">IIBBBBB", width, height, 8, 2, 0, 0, 0)
+    return b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", ihdr) + chunk(b"IDAT", data) + chunk(b"IEND", b"")
+
+
+@pytest.fixture(scope="module")
+def branded_served(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Kiosk, str]]:
+    base = tmp_path_factory.mktemp("a11y-brand")
+    (base / "logo.svg").write_bytes(LOGO_SVG)
+    (base / "backdrop.png").write_bytes(_solid_png(800, 600, (214, 226, 240)))
+    cfg = KioskConfig.model_validate(
+        {
+            "store": {"path": str(base / "store")},
+            "audit": {"path": str(base / "audit")},
+            "ui": {"port": free_port()},
+            "delivery": {"port": free_port(), "public_host": "localhost"},
+            # Its own ports: the module's other kiosk is still being served.
+            "staff": {"port": free_port()},
+            "event": {"name": EVENT, "languages": ["en", "fr"], "backgrounds": BRAND_BACKGROUNDS},
+            "branding": {
+                **BRAND_THEME,
+                "logo": str(base / "logo.svg"),
+                "backdrop": str(base / "backdrop.png"),
+                "colour_names": {"#1F4E79": "Open Doors blue"},
+            },
+            "session": {"countdown_seconds": 1},
+        }
+    )
+    kiosk = Kiosk(cfg)
+    with served_kiosk(kiosk) as ui_url:
+        yield kiosk, ui_url
+
+
+BODY_BACKGROUND = "() => getComputedStyle(document.body).backgroundColor"
+
+
+def test_the_brand_theme_logo_samples_and_swatches_are_accessible(
+    browser: Any, branded_served: tuple[Kiosk, str]
+) -> None:
+    kiosk, ui_url = branded_served
+    context = browser.new_context(viewport=VIEWPORTS["landscape"])
+    pg = context.new_page()
+    pg.set_default_timeout(TIMEOUT_MS)
+    errors: list[str] = []
+    pg.on("console", lambda m: errors.append(m.text) if m.type == "error" else None)
+    pg.on("pageerror", lambda exc: errors.append(str(exc)))
+    problems: list[str] = []
+    try:
+        pg.goto(ui_url + "/?lang=en")
+        wait_visible(pg, "attract")
+        # The event's colours, and the guest's high-contrast mode over them.
+        assert pg.evaluate(BODY_BACKGROUND) == "rgb(255, 255, 255)"
+        pg.evaluate(SET_MODES, ["contrast"])
+        assert pg.evaluate(BODY_BACKGROUND) == "rgb(0, 0, 0)"
+        pg.evaluate(SET_MODES, [])
+        # The logo (its script never ran: an <img> runs none, and the served SVG has none).
+        wait_image_loaded(pg, "#attract-logo")
+        assert pg.title() == EVENT
+        # The sample headshots, once the kiosk has rendered them (text until then).
+        pg.wait_for_selector("#samples", state="visible", timeout=180_000)
+        wait_image_loaded(pg, "#reel img.current")
+        assert pg.evaluate("() => document.querySelectorAll('#reel img').length") == 4
+        assert pg.get_attribute("#reel img.current", "alt") == "Example headshot"
+        pg.click("#samples-pause")
+        assert pg.get_attribute("#samples-pause", "aria-pressed") == "true"
+        _every_mode_and_orientation(pg, "brand-attract", problems)
+        assert pg.is_visible("#start")
+
+        pg.click("#start")
+        wait_visible(pg, "consent")
+        _every_mode_and_orientation(pg, "brand-consent", problems)
+        pg.check("#agree")
+        pg.click("#accept")
+        wait_visible(pg, "preview")
+        wait_image_loaded(pg, "#preview")
+        pg.click("#shoot")
+        wait_visible(pg, "review")
+        pg.wait_for_selector("#review-busy", state="hidden")
+        # Swatches with names: a sample of each background and its name, never a colour code.
+        chips = pg.evaluate(
+            """() => [...document.querySelectorAll('#bg-choices button')].map(b => ({
+                 text: b.textContent.trim(), name: b.innerText.trim(),
+                 swatch: !!b.querySelector('.swatch[aria-hidden=true]'),
+                 fill: getComputedStyle(b.querySelector('.swatch')).backgroundImage + ' ' +
+                       getComputedStyle(b.querySelector('.swatch')).backgroundColor }))"""
+        )
+        assert [c["text"] for c in chips] == BRAND_NAMES
+        assert all(c["swatch"] and "#" not in c["text"] for c in chips), chips
+        assert "rgb(31, 78, 121)" in chips[1]["fill"] and "brand/backdrop.jpg" in chips[3]["fill"]
+        pg.click("#bg-choices button:nth-child(4)")
+        pg.wait_for_selector("#bg-choices button:nth-child(4)[aria-pressed=true]")
+        pg.wait_for_selector("#review-busy", state="hidden")
+        wait_image_loaded(pg, "#result")
+        _every_mode_and_orientation(pg, "brand-review", problems)
+        pg.click("#delete-btn")
+        wait_visible(pg, "done")
+        pg.wait_for_selector("#deleted", state="visible")
+    finally:
+        context.close()
+        if kiosk.state().phase != "idle":
+            kiosk.delete_now()
+    assert not problems, "\n".join(problems)
+    assert not [e for e in errors if "Content Security Policy" in e or "Error" in e], errors

@@ -155,13 +155,16 @@ class Photo:
         self.rgb = wall(width, height)
         self.owners = np.zeros((height, width), dtype=np.uint8)
 
-    def guest(self, centre_x: float = 0.5, height: int = 720, bottom: float = 1.0) -> None:
+    def guest(
+        self, centre_x: float = 0.5, height: int = 720, bottom: float = 1.0, mirror: bool = False
+    ) -> None:
         paste(
             self.rgb,
             sprite(GUEST),
             height=height,
             centre_x=centre_x,
             bottom=bottom,
+            mirror=mirror,
             owners=self.owners,
             label=GUEST_LABEL,
         )
@@ -195,11 +198,23 @@ class Photo:
 
 
 def side_by_side() -> Scene:
+    """Two people in orange suits a step in front of the guest, larger, one each side: their suits
+    cover the guest's shoulders up to the tie."""
     c = Photo()
     c.guest(0.5)
     c.other(height=900, centre_x=0.88)
     c.other(height=860, centre_x=0.11, mirror=True)
     return c.scene("side_by_side", 0.5, others=2)
+
+
+def side_by_side_mirrored() -> Scene:
+    """``side_by_side`` seen in a mirror (every person flipped, the left neighbour now on the right): the
+    same occlusion from the other sides, so a rule that only works one way round fails."""
+    c = Photo()
+    c.guest(0.5, mirror=True)
+    c.other(height=900, centre_x=0.12, mirror=True)
+    c.other(height=860, centre_x=0.89)
+    return c.scene("side_by_side_mirrored", 0.5, others=2)
 
 
 def overlapping() -> Scene:
@@ -300,6 +315,7 @@ SCENES: dict[str, Callable[[], Scene]] = {
     f.__name__: f
     for f in (
         side_by_side,
+        side_by_side_mirrored,
         overlapping,
         shoulder_to_shoulder,
         behind,
