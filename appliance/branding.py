@@ -67,7 +67,10 @@ _SVG_ATTRIBUTES = frozenset(
     }
 )  # fmt: skip
 # Paint and clip references may point inside the file only: url(#id).
-_LOCAL_URL = re.compile(r"url\(#[A-Za-z][\w.-]*\)")
+_LOCAL_URL = re.compile(r"url\(#[A-Za-z][\w.-]*\)", re.IGNORECASE)  # CSS: URL( is url(
+# Nesting deeper than this is refused: a logo needs a few levels of <g>, and the reduction and the
+# serialisation recurse (5000 nested <g> in 35 KB would otherwise end in a RecursionError).
+MAX_SVG_DEPTH = 32
 
 
 class BrandingError(ValueError):
@@ -97,7 +100,7 @@ def check_logo(raw: bytes) -> Logo:
         raise BrandingError(f"logo must be 1 byte to {MAX_LOGO_BYTES // 1024} KiB")
     if raw.startswith(b"\x89PNG\r\n\x1a\n"):
         return Logo("image/png", _clean_png(raw))
-    head = raw.lstrip()[:256].lower()
+    head = raw.removeprefix(b"\xef\xbb\xbf").lstrip()[:256].lower()  # a UTF-8 BOM is allowed
     if head.startswith((b"<?xml", b"<svg", b"<!doctype svg")):
         return Logo("image/svg+xml", _clean_svg(raw))
     raise BrandingError("logo must be a PNG or an SVG file")
@@ -144,20 +147,23 @@ def _clean_svg(raw: bytes) -> bytes:
     namespace, name = _local(root.tag)
     if name != "svg" or namespace not in ("", _SVG_NS):
         raise BrandingError("the SVG's root element must be <svg>")
-    _reduce(root)
+    _reduce(root, 1)
     ET.register_namespace("", _SVG_NS)
     data: bytes = ET.tostring(root, encoding="utf-8", xml_declaration=False)
     return data
 
 
-def _reduce(element: ET.Element) -> None:
-    """Drop every element and attribute outside the allow-lists, in place (children first)."""
+def _reduce(element: ET.Element, depth: int) -> None:
+    """Drop every element and attribute outside the allow-lists, in place (children first); ``depth`` is
+    the element's nesting level (the root is 1), refused past :data:`MAX_SVG_DEPTH`."""
+    if depth > MAX_SVG_DEPTH:
+        raise BrandingError(f"the SVG nests elements more than {MAX_SVG_DEPTH} deep")
     for child in list(element):
         namespace, name = _local(child.tag)
         if namespace not in ("", _SVG_NS) or name not in _SVG_ELEMENTS:
             element.remove(child)
             continue
-        _reduce(child)
+        _reduce(child, depth + 1)
     for attribute in list(element.attrib):
         namespace, name = _local(attribute)
         value = element.attrib[attribute]
@@ -208,7 +214,7 @@ PAGE_THEME = Theme(background="#101418", text="#f4f6f8", accent="#ffcc33", on_ac
 
 # The surface panels, chips and dialogs sit on: the background moved this far towards the text colour.
 PANEL_MIX = 0.08
-LINE_MIX = 0.45  # borders of secondary controls
+LINE_MIX = 0.45  # borders of secondary controls, at least (``line_colour``)
 
 
 def check_theme(theme: Theme, *, prefix: str = "") -> list[str]:
@@ -241,7 +247,29 @@ def check_theme(theme: Theme, *, prefix: str = "") -> list[str]:
                 f"{prefix}text on the panels made from {prefix}background: contrast {ratio:.2f}:1, WCAG 2.2 "
                 f"AA needs {TEXT_CONTRAST:g}:1; choose a text colour further from the background"
             )
+        # Pressed chips and the focus ring inside dialogs are the accent on a panel (SC 1.4.11).
+        ratio = contrast_ratio(theme.accent, panel)
+        if ratio < UI_CONTRAST:
+            problems.append(
+                f"{prefix}accent on the panels made from {prefix}background: contrast {ratio:.2f}:1, WCAG "
+                f"2.2 AA needs {UI_CONTRAST:g}:1 (SC 1.4.11)"
+            )
     return problems
+
+
+def line_colour(theme: Theme) -> str:
+    """The border of secondary controls (chips, language buttons, dialogs): the background moved towards
+    the text colour, at least ``LINE_MIX`` of the way and as much further as it takes to reach
+    ``UI_CONTRAST`` against the background and the panels (SC 1.4.11: a border is the only edge these
+    controls have). Always found: the text itself has 4.5:1 against both (``check_theme``)."""
+    panel = mix(theme.background, theme.text, PANEL_MIX)
+    amount = LINE_MIX
+    while amount < 1.0:
+        line = mix(theme.background, theme.text, amount)
+        if min(contrast_ratio(line, theme.background), contrast_ratio(line, panel)) >= UI_CONTRAST:
+            return line
+        amount += 0.01
+    return theme.text
 
 
 def mix(a: str, b: str, amount: float) -> str:
@@ -272,7 +300,7 @@ def palette(theme: Theme) -> dict[str, str]:
         "--link": accent_text,
         # The focus ring sits on the background (outline-offset): the accent has 3:1 there (SC 1.4.11).
         "--focus": theme.accent,
-        "--line": mix(theme.background, theme.text, LINE_MIX),
+        "--line": line_colour(theme),
         "--ok-text": theme.text,
         "--bad-text": theme.text,
         "color-scheme": "light" if light else "dark",
@@ -462,7 +490,12 @@ def _samples_main() -> int:
 
     request = json.loads(sys.stdin.buffer.read(1024 * 1024))
     backgrounds = [str(b) for b in request["backgrounds"]]
-    backdrop = load_backdrop(Path(request["backdrop"])) if request.get("backdrop") else None
+    backdrop = None
+    if request.get("backdrop"):
+        try:
+            backdrop = load_backdrop(Path(request["backdrop"]))
+        except Exception as exc:  # the other backgrounds' samples are still worth making
+            logger.warning("the event backdrop could not be loaded (%s)", exc.__class__.__name__)
     portraits = demo_portraits()
     plan = sample_plan(len(portraits), backgrounds)
     out = sys.stdout.buffer

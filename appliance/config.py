@@ -585,7 +585,9 @@ class BrandingConfig(_Strict):
     )
     accent: Colour = Field(
         default=PAGE_THEME.accent,
-        description="Fill of the main buttons and the chosen options; at least 3:1 against background.",
+        description=(
+            "Fill of the main buttons and the chosen options; at least 3:1 against background and its panels."
+        ),
     )
     on_accent: Colour = Field(
         default=PAGE_THEME.on_accent, description="Text on the accent; at least 4.5:1 against accent."

@@ -25,6 +25,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import logging
+import math
 import os
 import signal
 import socket
@@ -68,12 +69,19 @@ PREVIEW_JPEG_QUALITY = 80
 # detection was ~8 ms of the ~20 ms a guided 1280×720 frame cost on the 2-core development machine, and
 # about half the worker's CPU at 30 fps. The page polls the guidance every 0.7 s and a guest moves slower
 # than that; a detection that falls behind (a busy machine) costs the guidance a frame, not the stream.
-# Guidance older than GUIDANCE_MAX_AGE_SECONDS is not sent: the request waits (at most
-# GUIDANCE_WAIT_SECONDS) for the analysis of its own frame, as at the start of a stream or after a
-# capture; past that it analyses on its own thread.
+# With no guidance yet for the frame's mode (the start of a stream, a mode change, after a capture) the
+# request waits at most GUIDANCE_WAIT_SECONDS for its own frame's analysis. After that a frame takes the
+# newest guidance no older than GUIDANCE_MAX_AGE_SECONDS, or, while the thread is busy with a slow
+# detection (a loaded Jetson), the last one as long as it is younger than GUIDANCE_STALE_SECONDS: a slow
+# detection then costs the guidance some freshness, never the stream its rate (waiting, then analysing
+# again on the request's thread, would double the work just when the CPU is short). Only guidance older
+# than that (the thread stuck or failing) makes the request analyse its own frame.
 GUIDANCE_FPS = 10.0
 GUIDANCE_MAX_AGE_SECONDS = 0.5
+GUIDANCE_STALE_SECONDS = 2.0
 GUIDANCE_WAIT_SECONDS = 1.0
+# A guide thread that keeps failing logs its first failure and then one in this many (not 10 a second).
+GUIDANCE_FAILURE_LOG_EVERY = 100
 CHECK_JPEG_QUALITY = 75
 CAPTURE_KIND = "capture"
 HEADSHOT_KIND = "headshot"
@@ -143,8 +151,9 @@ class _GuideThread:
 
     ``offer(rgb, seated)`` copies a frame into the thread's one buffer when the thread is idle and the
     last analysis for that mode is more than ``1 / GUIDANCE_FPS`` old (else the frame is skipped: a later
-    one will do); ``latest(seated, wait)`` returns the newest guidance for that mode no older than
-    ``GUIDANCE_MAX_AGE_SECONDS``, waiting up to ``wait`` seconds for it while an analysis is under way.
+    one will do); ``latest(seated, wait)`` returns the newest guidance for that mode (see ``GUIDANCE_*``
+    for how old it may be), waiting up to ``wait`` seconds while an analysis is under way only when there
+    is none usable.
     ``stop()`` ends the thread, zeroes the buffer (the only pixels it holds) and forgets the guidance; the
     next ``offer`` starts a new thread. (ONNX Runtime sessions may be run from several threads: the request
     thread segments meanwhile, and analyses itself when this thread has fallen a second behind.)"""
@@ -161,6 +170,7 @@ class _GuideThread:
         self._result: _Guidance | None = None
         self._generation = 0  # stop() moves it on: an older thread ends and its result is dropped
         self._thread: threading.Thread | None = None
+        self._failures = 0  # analyses failed in a row
 
     def offer(self, rgb: RgbImage, *, seated: bool) -> bool:
         with self._cond:
@@ -188,16 +198,15 @@ class _GuideThread:
         deadline = self._clock() + wait
         with self._cond:
             while True:
-                result = self._result
+                result = self._result if self._result is not None and self._result.seated == seated else None
                 now = self._clock()
-                if (
-                    result is not None
-                    and result.seated == seated
-                    and now - result.at <= GUIDANCE_MAX_AGE_SECONDS
-                ):
+                age = now - result.at if result is not None else math.inf
+                if age <= GUIDANCE_MAX_AGE_SECONDS:
                     return result
+                if age <= GUIDANCE_STALE_SECONDS and self._busy:
+                    return result  # a slow detection is under way: do not hold the frame for it
                 if now >= deadline or not self._busy:
-                    return None
+                    return result if age <= GUIDANCE_STALE_SECONDS else None
                 self._cond.wait(deadline - now)
 
     def _run(self, generation: int) -> None:
@@ -216,11 +225,14 @@ class _GuideThread:
                     size = (int(buffer.shape[1]), int(buffer.shape[0]))
                     result = _Guidance(analysis.face, analysis.hints, analysis.problem, seated, size, at)
                 except Exception as exc:  # a failed analysis costs one frame's guidance, never the worker
-                    logger.warning("preview guidance failed: %s", exc.__class__.__name__)
+                    if self._failures % GUIDANCE_FAILURE_LOG_EVERY == 0:
+                        name, count = exc.__class__.__name__, self._failures + 1
+                        logger.warning("preview guidance failed: %s (%d in a row)", name, count)
             with self._cond:
                 if self._generation != generation:
                     return
                 self._busy = False
+                self._failures = 0 if result is not None else self._failures + 1
                 if result is not None:
                     self._result = result
                 self._cond.notify_all()
@@ -322,7 +334,8 @@ class SessionWorker:
                 zero_array(made)
             guidance = self._guide.latest(seated=seated, wait=GUIDANCE_WAIT_SECONDS)
             if guidance is None or guidance.size != (w, h):
-                # The guide thread could not keep up for a whole second: analyse this frame here.
+                # No usable guidance from the guide thread (stuck, failing, or a second without a first
+                # result for this mode): analyse this frame here.
                 analysis = self.preview.analyze(rgb, with_mask=False, seated=seated)
                 guidance = _Guidance(
                     analysis.face, analysis.hints, analysis.problem, seated, (w, h), time.monotonic()
@@ -396,7 +409,9 @@ class SessionWorker:
         except BrandingError as exc:
             # Checked when the config was loaded; a file changed since then. The other backgrounds work.
             logger.warning("the event backdrop could not be loaded: %s", exc)
-            return None
+        except Exception as exc:  # OpenCV/Pillow/memory errors alike: a spare must start without it
+            logger.warning("the event backdrop could not be loaded (%s)", exc.__class__.__name__)
+        return None
 
     def _background(self, background: str) -> Background:
         """A render's background; ``backdrop`` is the event's image, scaled to cover the headshot."""
@@ -454,6 +469,9 @@ class SessionWorker:
     def render(self, take_id: str, background: str, preset: str) -> dict[str, Any]:
         """Render one headshot and store it encrypted. The cutout (framing + matte) is cached per take and
         preset in this process, so flipping backgrounds costs a composite, not a model run."""
+        # A preview frame that passed the facade's phase check just before the capture may have reached
+        # this worker after it and started the guide thread again: the preview is over, stop it (again).
+        self._stop_preview()
         vault = self._need_vault()
         key = (take_id, preset)
         t0 = time.perf_counter()

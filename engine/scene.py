@@ -448,7 +448,11 @@ def keep_guest(alpha: AlphaMap, image: RgbImage, guest: Box, others: Sequence[Bo
             continue
         theirs = n.certain | n.side
         post_n = _posterior(idx, guest_core, theirs)
-        claimed = _reached(fg & (markers == 0) & (post_n < CLEARLY_THEIRS), theirs & (markers == _OTHER))
+        # Never into the guest's head: dark hair resting on a neighbour's dark suit is continuous with it
+        # and of its colours, and a claimed seed is one the flood cannot give back.
+        claimed = _reached(
+            fg & (markers == 0) & free_head & (post_n < CLEARLY_THEIRS), theirs & (markers == _OTHER)
+        )
         markers[claimed] = _OTHER
         own = _reached(near_px & (markers == 0) & (post_n > CLEARLY_GUESTS), markers == _GUEST)
         markers[own] = _GUEST

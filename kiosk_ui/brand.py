@@ -21,7 +21,7 @@ from flask import Blueprint, Response, abort, current_app, url_for
 from flask_babel import gettext as _
 from PIL import Image
 
-from appliance.branding import BrandingError, render_samples, theme_css
+from appliance.branding import BrandingError, check_backdrop, render_samples, theme_css
 from appliance.config import KioskConfig
 from appliance.kiosk import Kiosk
 
@@ -147,6 +147,7 @@ def backdrop_thumb() -> Response:
     key = str(path)
     if key not in cache:
         try:
+            check_backdrop(path)  # again: the file may have been replaced since the config was checked
             cache[key] = _thumbnail(path.read_bytes())
         except (OSError, BrandingError) as exc:
             logger.warning("backdrop thumbnail failed (%s)", type(exc).__name__)
@@ -212,6 +213,9 @@ class SampleReel:
             images = self._render(cfg)
         except BrandingError as exc:
             logger.warning("attract samples not made: %s", exc)
+            images = []
+        except Exception as exc:  # else the state stays "rendering" and the pages poll for nothing
+            logger.warning("attract samples not made (%s)", exc.__class__.__name__)
             images = []
         with self._lock:
             self._images = images

@@ -153,7 +153,7 @@
 
   // Seated on or off during the preview: the guidance's framing target moves with the outline.
   document.addEventListener("kiosk:mode", (event) => {
-    if (event.detail === "seated" && screen === "preview") startPreview();
+    if (event.detail === "seated" && screen === "preview" && !over) startPreview();
   });
 
   function cycleBackground() {

@@ -98,3 +98,28 @@ def test_a_theme_that_guests_cannot_read_is_refused() -> None:
     assert any(p.startswith("on_accent on accent") for p in problems)
     assert any(p.startswith("accent on background") for p in problems)
     assert check_theme(Theme(text="#1F4E7")) == ["colour must be #rrggbb, got '#1F4E7'"]
+
+
+def test_deep_nesting_is_refused_not_a_crash() -> None:
+    """5000 nested groups in 35 KB: a BrandingError (a config error naming the key), not a RecursionError."""
+    from appliance.branding import BrandingError, check_logo
+
+    raw = b'<svg xmlns="http://www.w3.org/2000/svg">' + b"<g>" * 5000 + b"</g>" * 5000 + b"</svg>"
+    with pytest.raises(BrandingError, match="deep"):
+        check_logo(raw)
+    # A byte-order mark and an upper-case local reference are fine.
+    clean = check_logo(b'\xef\xbb\xbf<svg xmlns="http://www.w3.org/2000/svg"><rect fill="URL(#a)"/></svg>')
+    assert b'fill="URL(#a)"' in clean.data
+
+
+def test_borders_and_the_accent_on_panels_reach_three_to_one() -> None:
+    """The derived colours are checked too: secondary controls' borders reach 3:1 against the background
+    and the panels, and an accent that would not on a panel (pressed chips, focus in dialogs) is refused."""
+    from appliance.branding import PAGE_THEME, PANEL_MIX, Theme, check_theme, contrast_ratio, mix, palette
+
+    for theme in (Theme(), PAGE_THEME):
+        line = palette(theme)["--line"]
+        panel = mix(theme.background, theme.text, PANEL_MIX)
+        assert contrast_ratio(line, theme.background) >= 3.0 and contrast_ratio(line, panel) >= 3.0
+    grey = Theme(background="#ffffff", text="#1a1a1a", accent="#929292", on_accent="#000000")
+    assert any("accent on the panels" in p for p in check_theme(grey, prefix="branding."))

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import re
 import threading
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -210,3 +211,43 @@ def test_a_capture_and_the_wipe_stop_the_guide_and_zero_its_pixels(worker: Sessi
     assert _guide_threads()
     worker.wipe_session()
     assert not _guide_threads()
+
+
+class _SlowAnalyzer:
+    """A stand-in for PreviewAnalyzer whose detection blocks until the test releases it."""
+
+    def __init__(self) -> None:
+        self.release = threading.Event()
+        self.calls = 0
+
+    def analyze(self, frame: Rgb, *, with_mask: bool, seated: bool) -> object:
+        self.calls += 1
+        if self.calls > 1:
+            self.release.wait(10)
+        return type("A", (), {"face": None, "hints": ("no_face",), "problem": None})()
+
+
+def test_a_slow_detection_costs_freshness_not_the_stream() -> None:
+    """While the thread is busy with a slow detection, a frame takes the last guidance at once (up to
+    GUIDANCE_STALE_SECONDS old) instead of waiting a second and analysing again on its own thread; past
+    that, or with no guidance yet, it gets none from the thread (the request then analyses itself)."""
+    from appliance.worker import GUIDANCE_STALE_SECONDS, _GuideThread
+
+    skew = [0.0]  # real time plus what the test moves on (waits must still end)
+    analyzer = _SlowAnalyzer()
+    guide = _GuideThread(analyzer, clock=lambda: time.monotonic() + skew[0])  # type: ignore[arg-type]
+    try:
+        assert guide.offer(BRIGHT, seated=False)
+        first = guide.latest(seated=False, wait=5.0)  # the first analysis: waited for
+        assert first is not None and first.hints == ("no_face",)
+        skew[0] += 1.0  # older than GUIDANCE_MAX_AGE_SECONDS...
+        assert guide.offer(BRIGHT, seated=False)  # ...and the next detection hangs
+        started = time.monotonic()
+        assert guide.latest(seated=False, wait=5.0) is first  # ...so the last one, without waiting
+        assert time.monotonic() - started < 0.5
+        assert guide.latest(seated=True, wait=0.05) is None  # never the other mode's
+        skew[0] += GUIDANCE_STALE_SECONDS
+        assert guide.latest(seated=False, wait=0.05) is None  # too old even for a slow machine
+    finally:
+        analyzer.release.set()
+        guide.stop()
