@@ -16,6 +16,7 @@ from typing import Any
 from appliance.browser import headless_flags
 from appliance.config import KioskConfig
 from appliance.kiosk import Kiosk
+from engine.detect import Face
 from kiosk_ui.delivery import create_delivery_app
 from kiosk_ui.serve import Listener, delivery_tls
 
@@ -113,3 +114,17 @@ def tls_delivery_listener(kiosk: Kiosk, *, threads: int = 4) -> Iterator[tuple[L
         yield listener, ssl.create_default_context(cadata=cert_pem.decode())
     finally:
         listener.stop()
+
+
+def box_face(x0: float, y0: float, x1: float, y1: float) -> Face:
+    """A frontal face with box (x0, y0, x1, y1) in pixels and its six landmarks where a detector puts them."""
+    w, h = x1 - x0, y1 - y0
+    kp = {
+        "right_eye": (x0 + 0.3 * w, y0 + 0.35 * h),
+        "left_eye": (x0 + 0.7 * w, y0 + 0.35 * h),
+        "nose_tip": (x0 + 0.5 * w, y0 + 0.55 * h),
+        "mouth_center": (x0 + 0.5 * w, y0 + 0.75 * h),
+        "right_ear_tragion": (x0, y0 + 0.4 * h),
+        "left_ear_tragion": (x1, y0 + 0.4 * h),
+    }
+    return Face((x0, y0, x1, y1), kp, 0.9)

@@ -33,6 +33,7 @@ from engine.preview import (
     face_centre_target,
     pose_hints,
 )
+from tests.support import box_face
 
 REPO = Path(__file__).resolve().parents[2]
 Rgb = npt.NDArray[np.uint8]
@@ -45,16 +46,7 @@ def face_at(cy: float, rel: float = 0.25, cx: float = 0.5) -> Face:
     height tall."""
     size = rel * H
     x0, y0 = cx * W - size / 2, cy * H - size / 2
-    x1, y1 = x0 + size, y0 + size
-    kp = {
-        "right_eye": (x0 + 0.3 * size, y0 + 0.35 * size),
-        "left_eye": (x0 + 0.7 * size, y0 + 0.35 * size),
-        "nose_tip": (x0 + 0.5 * size, y0 + 0.55 * size),
-        "mouth_center": (x0 + 0.5 * size, y0 + 0.75 * size),
-        "right_ear_tragion": (x0, y0 + 0.4 * size),
-        "left_ear_tragion": (x1, y0 + 0.4 * size),
-    }
-    return Face((x0, y0, x1, y1), kp, 0.9)
+    return box_face(x0, y0, x0 + size, y0 + size)
 
 
 def test_seated_aims_lower_than_standing() -> None:

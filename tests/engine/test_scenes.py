@@ -15,7 +15,6 @@ import numpy.typing as npt
 import pytest
 from PIL import Image
 
-from engine.detect import Face
 from engine.errors import EngineError, FaceCutOff, FaceTooSmall, NoFace
 from engine.framing import PRESETS, Framing, frame_face
 from engine.pipeline import HeadshotEngine
@@ -23,6 +22,7 @@ from engine.preview import pose_hints
 from engine.scene import MIN_FACE_FRACTION, face_problem, scene_problem
 from tests.engine import scenes
 from tests.engine.test_cli import run_cli
+from tests.support import box_face
 
 Rgb = npt.NDArray[np.uint8]
 Segment = tuple[tuple[float, float], tuple[float, float]]
@@ -284,19 +284,6 @@ def test_several_faces_stays_a_warning_when_others_are_removed(engine: HeadshotE
 
 
 # -- the per-frame check, pure --------------------------------------------------------------------------
-
-
-def box_face(x0: float, y0: float, x1: float, y1: float) -> Face:
-    w, h = x1 - x0, y1 - y0
-    kp = {
-        "right_eye": (x0 + 0.3 * w, y0 + 0.35 * h),
-        "left_eye": (x0 + 0.7 * w, y0 + 0.35 * h),
-        "nose_tip": (x0 + 0.5 * w, y0 + 0.55 * h),
-        "mouth_center": (x0 + 0.5 * w, y0 + 0.75 * h),
-        "right_ear_tragion": (x0, y0 + 0.4 * h),
-        "left_ear_tragion": (x1, y0 + 0.4 * h),
-    }
-    return Face((x0, y0, x1, y1), kp, 0.9)
 
 
 FRAME = (1280, 720)

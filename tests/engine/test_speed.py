@@ -48,7 +48,7 @@ from engine.tone import (
     estimate_gains,
 )
 from tests.conftest import PORTRAITS
-from tests.engine.test_scenes import box_face
+from tests.support import box_face
 
 Rgb = npt.NDArray[np.uint8]
 

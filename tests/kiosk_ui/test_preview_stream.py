@@ -13,6 +13,7 @@ import threading
 import time
 import weakref
 from collections.abc import Iterator
+from contextlib import contextmanager
 from typing import Any
 
 import pytest
@@ -121,8 +122,10 @@ def test_the_client_receives_the_preview_at_the_camera_rate(visit: tuple[Kiosk, 
         conn.close()
 
 
-def test_delete_now_ends_the_stream_at_once(visit: tuple[Kiosk, int]) -> None:
-    kiosk, port = visit
+@contextmanager
+def _streaming(port: int, parts_first: int) -> Iterator[tuple[list[bytes], threading.Event]]:
+    """A preview stream read on a thread of its own into ``parts``; yields once ``parts_first`` parts
+    have arrived (``ended`` is set when the server ends the stream); closes it afterwards."""
     conn, response = _open(port)
     parts: list[bytes] = []
     ended = threading.Event()
@@ -130,9 +133,18 @@ def test_delete_now_ends_the_stream_at_once(visit: tuple[Kiosk, int]) -> None:
     reader.start()
     try:
         deadline = time.monotonic() + 10
-        while len(parts) < 5 and time.monotonic() < deadline:
+        while len(parts) < parts_first and time.monotonic() < deadline:
             time.sleep(0.02)
-        assert len(parts) >= 5
+        assert len(parts) >= parts_first
+        yield parts, ended
+    finally:
+        conn.close()
+        reader.join(5)
+
+
+def test_delete_now_ends_the_stream_at_once(visit: tuple[Kiosk, int]) -> None:
+    kiosk, port = visit
+    with _streaming(port, 5) as (_parts, ended):
         t0 = time.monotonic()
         status, _ = _call(port, "POST", "/api/session/delete")
         assert status == 200
@@ -141,9 +153,6 @@ def test_delete_now_ends_the_stream_at_once(visit: tuple[Kiosk, int]) -> None:
         assert not kiosk.has_visit() and kiosk.session_dirs() == []
         # No new stream for the wiped visit.
         assert _call(port, "GET", "/api/session/preview.mjpg")[0] == 403
-    finally:
-        conn.close()
-        reader.join(5)
 
 
 def test_a_frame_made_while_the_visit_was_wiped_never_reaches_the_client(
@@ -169,24 +178,13 @@ def test_a_frame_made_while_the_visit_was_wiped_never_reaches_the_client(
         return Frame(MARKER, made.hints, made.face, made.size)
 
     monkeypatch.setattr(WorkerClient, "frame", frame_then_wipe)
-    conn, response = _open(port)
-    parts: list[bytes] = []
-    ended = threading.Event()
-    reader = threading.Thread(target=_drain, args=(response, parts, ended), daemon=True)
-    reader.start()
-    try:
-        deadline = time.monotonic() + 10
-        while len(parts) < 3 and time.monotonic() < deadline:
-            time.sleep(0.02)
+    with _streaming(port, 3) as (parts, ended):
         armed.set()
         assert wiped.wait(10)
         assert ended.wait(MAX_END_SECONDS + 5), "the stream did not end after the wipe"
         assert parts and all(part[:2] == b"\xff\xd8" for part in parts)
         assert not any(MARKER in part for part in parts)
         assert not kiosk.has_visit()
-    finally:
-        conn.close()
-        reader.join(5)
 
 
 def test_seated_aims_the_guidance_at_the_lower_outline(visit: tuple[Kiosk, int]) -> None:
