@@ -123,3 +123,16 @@ def test_borders_and_the_accent_on_panels_reach_three_to_one() -> None:
         assert contrast_ratio(line, theme.background) >= 3.0 and contrast_ratio(line, panel) >= 3.0
     grey = Theme(background="#ffffff", text="#1a1a1a", accent="#929292", on_accent="#000000")
     assert any("accent on the panels" in p for p in check_theme(grey, prefix="branding."))
+
+
+def test_the_page_defaults_use_the_derived_border() -> None:
+    """kiosk.css's own --line (no event theme) is the one palette() derives for the page's defaults."""
+    import re
+    from pathlib import Path
+
+    from appliance.branding import PAGE_THEME, palette
+
+    css = (Path(__file__).resolve().parents[2] / "kiosk_ui" / "static" / "kiosk.css").read_text()
+    root = css[css.index(":root {") : css.index("}", css.index(":root {"))]
+    match = re.search(r"--line: (#[0-9a-f]{6});", root)
+    assert match is not None and match.group(1) == palette(PAGE_THEME)["--line"]
