@@ -102,10 +102,11 @@ def certificate_dns_names(path: Path) -> frozenset[str]:
     except (OSError, ValueError, IndexError):
         return frozenset()
     names = (name.lower().rstrip(".") for name in leaf_hosts(leaf))
-    return frozenset(name for name in names if not _is_ip(name))
+    return frozenset(name for name in names if not is_ip_address(name))
 
 
-def _is_ip(name: str) -> bool:
+def is_ip_address(name: str) -> bool:
+    """True when ``name`` is an IPv4 or IPv6 address literal (not a host name)."""
     try:
         ipaddress.ip_address(name)
     except ValueError:

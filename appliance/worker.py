@@ -330,8 +330,9 @@ class SessionWorker:
                 composed = replace_background(rgb, mask, backdrop, scratch=self._blend)
             shown = self._mirror(composed) if mirror else composed
             jpeg = encode_jpeg(shown, quality_percent=PREVIEW_JPEG_QUALITY)
-            for made in {id(a): a for a in (composed, shown) if a is not rgb}.values():
-                zero_array(made)
+            # ``composed`` and ``shown`` are the kept buffers (``BlendScratch``, ``_mirrored``): the next
+            # frame overwrites them and ``_stop_preview`` zeroes them; zeroing them per frame too would
+            # cost two full-size writes a frame for nothing.
             guidance = self._guide.latest(seated=seated, wait=GUIDANCE_WAIT_SECONDS)
             if guidance is None or guidance.size != (w, h):
                 # No usable guidance from the guide thread (stuck, failing, or a second without a first

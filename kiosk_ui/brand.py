@@ -24,6 +24,7 @@ from PIL import Image
 from appliance.branding import BrandingError, check_backdrop, render_samples, theme_css
 from appliance.config import KioskConfig
 from appliance.kiosk import Kiosk
+from kiosk_ui.strings import client_strings
 
 logger = logging.getLogger(__name__)
 
@@ -53,12 +54,10 @@ def _kiosk() -> Kiosk:
 def background_choices(cfg: KioskConfig) -> dict[str, dict[str, str]]:
     """Each offered background's name (in the request's language, never a colour code) and swatch (a CSS
     ``background`` value). Unnamed brand colours are "Colour", or "Colour 1", "Colour 2"... when several."""
-    names = {
-        "studio-grey": _("Studio grey"),
-        "white": _("White"),
-        "blur": _("Blurred"),
-        "backdrop": cfg.branding.backdrop_name or _("Event backdrop"),
-    }
+    strings = client_strings()  # the page's own names for the named backgrounds (one catalog entry each)
+    names = {b: strings[f"bg_{b}"] for b in ("studio-grey", "white", "blur", "backdrop")}
+    if cfg.branding.backdrop_name:
+        names["backdrop"] = cfg.branding.backdrop_name
     unnamed = [
         b for b in cfg.event.backgrounds if b.startswith("#") and b.upper() not in cfg.branding.colour_names
     ]
@@ -67,7 +66,9 @@ def background_choices(cfg: KioskConfig) -> dict[str, dict[str, str]]:
         if b.startswith("#"):
             name = cfg.branding.colour_names.get(b.upper())
             if name is None:
-                name = _("Colour") if len(unnamed) == 1 else _("Colour %(n)d", n=unnamed.index(b) + 1)
+                name = (
+                    strings["bg_colour"] if len(unnamed) == 1 else _("Colour %(n)d", n=unnamed.index(b) + 1)
+                )
             choices[b] = {"name": name, "swatch": b}
         elif b == "backdrop":
             choices[b] = {

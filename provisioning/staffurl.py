@@ -15,12 +15,11 @@ Nothing here changes the device; the certificate is read from under ``root`` (a 
 from __future__ import annotations
 
 import datetime as dt
-import ipaddress
 from dataclasses import dataclass
 from pathlib import Path
 
 from appliance.config import KioskConfig, is_loopback
-from appliance.tlscert import RENEW_WARN_DAYS
+from appliance.tlscert import RENEW_WARN_DAYS, is_ip_address
 from provisioning import ProvisioningError
 from provisioning.configfile import TLS_CERT, TLS_KEY
 from provisioning.target import host_path
@@ -77,16 +76,8 @@ def _names_host(names: tuple[str, ...], host: str) -> bool:
 def _pick_host(names: tuple[str, ...], public_host: str) -> str:
     if _names_host(names, public_host):
         return public_host
-    dns = [name for name in names if not _is_ip(name) and not name.startswith("*.")]
+    dns = [name for name in names if not is_ip_address(name) and not name.startswith("*.")]
     return (dns or list(names) or [public_host])[0]
-
-
-def _is_ip(text: str) -> bool:
-    try:
-        ipaddress.ip_address(text)
-    except ValueError:
-        return False
-    return True
 
 
 def staff_console_address(

@@ -5,7 +5,6 @@ listener on one, and Debian's Chromium under Playwright (which drives the system
 from __future__ import annotations
 
 import shutil
-import socket
 import ssl
 import threading
 from collections.abc import Iterator
@@ -13,6 +12,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
+from appliance.bench import free_port  # noqa: F401 - re-exported: the tests' free port is the bench's
 from appliance.browser import headless_flags
 from appliance.config import KioskConfig
 from appliance.kiosk import Kiosk
@@ -24,13 +24,6 @@ CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
 # The kiosk browser's own flags (appliance.browser), headless: tests see what the kiosk sees.
 LAUNCH_ARGS = headless_flags()
 TIMEOUT_MS = 60_000
-
-
-def free_port() -> int:
-    """A TCP port free on 127.0.0.1 right now."""
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 def wait_visible(page: Any, screen: str) -> None:
