@@ -402,14 +402,16 @@ SAMPLES_TIMEOUT_SECONDS = 300.0
 MAX_SAMPLE_BYTES = 4 * 1024 * 1024
 
 
-def demo_portraits() -> list[Path]:
-    """The bundled public-domain portraits the demo camera shows (``appliance/demo_assets``, provenance in
-    PROVENANCE.md). Imported here, not at the top: the camera stack is for the sample child only, and
-    this module is imported by the config."""
-    from appliance.camera.demo_source import DEMO_ASSETS_DIR  # noqa: PLC0415
-    from appliance.camera.directory_source import IMAGE_SUFFIXES  # noqa: PLC0415
+# The demo camera's portraits (appliance.camera.demo_source.DEMO_ASSETS_DIR, IMAGE_SUFFIXES): not imported,
+# not even inside the function — the camera package imports the config, which imports this module, and
+# tests/test_import_cycles.py counts every import.
+DEMO_ASSETS_DIR = Path(__file__).resolve().parent / "demo_assets"
+_DEMO_SUFFIXES = (".jpg", ".jpeg", ".png")
 
-    return sorted(p for p in DEMO_ASSETS_DIR.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES)
+
+def demo_portraits(assets_dir: Path = DEMO_ASSETS_DIR) -> list[Path]:
+    """The bundled public-domain portraits (``appliance/demo_assets``, provenance in PROVENANCE.md)."""
+    return sorted(p for p in assets_dir.iterdir() if p.suffix.lower() in _DEMO_SUFFIXES)
 
 
 def sample_plan(portraits: int, backgrounds: Sequence[str]) -> list[tuple[int, str]]:
