@@ -54,7 +54,7 @@ from appliance.errors import (
     WorkerRefused,
 )
 from appliance.hardening import set_non_dumpable
-from appliance.lifecycle import Phase, WipeReason, advance, timeout_for, timeout_reason
+from appliance.lifecycle import GUEST_IDLE_PHASES, Phase, WipeReason, advance, timeout_for, timeout_reason
 from appliance.maintenance import UPDATE_REQUEST, MaintenanceWatch
 from appliance.print_ipp import IppError
 from appliance.printing import CupsQueue, PrinterMonitor, PrinterState
@@ -288,9 +288,11 @@ class Kiosk:
         return frame
 
     def touch(self) -> None:
-        """The guest did something (the UI pings on every tap); resets the idle timer."""
+        """The guest did something (the UI pings on every tap); resets the idle timer of a phase that waits
+        for the guest. Not the capture's and the render's failsafe: taps on the screen while the camera or
+        the engine is stuck must not keep the visit (and the camera) held."""
         with self._lock:
-            if self._visit is not None:
+            if self._visit is not None and self._visit.phase in GUEST_IDLE_PHASES:
                 self._visit.last_activity = self.clock()
 
     def capture(self) -> Captured:

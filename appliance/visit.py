@@ -16,7 +16,7 @@ from typing import ClassVar
 from appliance.config import KioskConfig
 from appliance.delivery import DeliveryTicket
 from appliance.errors import BadChoices
-from appliance.lifecycle import Phase, WipeReason, timeout_for
+from appliance.lifecycle import GUEST_IDLE_PHASES, Phase, WipeReason, timeout_for
 from appliance.retention import delivery_window_seconds
 from appliance.views import DeliveryView, Headshot, HeldItem, PrintView, TakeView, VisitView
 from appliance.workerclient import CameraState, PrintJob, WorkerClient
@@ -204,7 +204,12 @@ def visit_view(
         headshots=tuple(v.headshots.values()),
         takes_left=max(0, cfg.session.max_takes - len(v.takes)),
         idle_seconds_left=None if idle_left is None else round(idle_left, 1),
-        idle_warning=idle_left is not None and idle_left <= cfg.session.idle_warning_seconds,
+        # Only where the visit waits for the guest: COUNTDOWN/CAPTURE/PROCESSING run on the failsafe of the
+        # machine (capture_timeout_seconds is 20 s, as long as the warning), and "Are you still there?"
+        # while the photo is being taken would take the shutter button's next press for "I need more time".
+        idle_warning=v.phase in GUEST_IDLE_PHASES
+        and idle_left is not None
+        and idle_left <= cfg.session.idle_warning_seconds,
         delivery=None
         if v.delivery is None
         else DeliveryView(max(0, int(v.delivery.expires_at - wall)), v.qr_nonce),

@@ -162,6 +162,23 @@ def test_the_idle_wipe_ends_a_stuck_capture(v: Visit) -> None:
     assert isinstance(out.get("error"), VisitEnded), out
 
 
+def test_taps_during_a_stuck_capture_do_not_hold_it(v: Visit) -> None:
+    k = v.kiosk
+    k.start_session()
+    k.consent(True)
+    worker = v.worker()
+    thread, out = _in_thread(k.capture)
+    _wait_for(lambda: _busy(worker) and k.state().phase == "capture")
+    limit = k.cfg.session.capture_timeout_seconds
+    v.clock.advance(limit - 1)
+    k.touch()  # the guest taps the screen (the page pings on every tap): the camera's failsafe runs on
+    v.clock.advance(2)
+    k.tick()
+    assert k.state().phase == "idle" and not pid_alive(worker.pid) and k.session_dirs() == []
+    thread.join(30)
+    assert isinstance(out.get("error"), VisitEnded), out
+
+
 def test_a_link_made_while_delete_now_lands_is_revoked_before_anyone_sees_it(v: Visit) -> None:
     k = v.kiosk
     k.start_session()

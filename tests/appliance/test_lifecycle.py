@@ -8,7 +8,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from appliance.config import SessionConfig
+from appliance.config import KioskConfig, SessionConfig
 from appliance.lifecycle import (
     CAMERA_PHASES,
     GUEST_IDLE_PHASES,
@@ -21,6 +21,7 @@ from appliance.lifecycle import (
     timeout_for,
     timeout_reason,
 )
+from appliance.visit import Visit, visit_view
 
 HOLDING_PHASES = [phase for phase in Phase if phase not in (Phase.IDLE, Phase.WIPE)]
 
@@ -191,3 +192,19 @@ def test_random_walks_follow_the_table_and_can_always_wipe(targets: list[Phase])
             assert allowed and phase is target
         # Wherever the walk stands, the way out is at most two steps: WIPE, then IDLE.
         assert phase in (Phase.IDLE, Phase.WIPE) or can_advance(phase, Phase.WIPE)
+
+
+@pytest.mark.parametrize("phase", HOLDING_PHASES)
+def test_the_idle_warning_shows_only_while_the_kiosk_waits_for_the_guest(phase: Phase) -> None:
+    """The "still there?" warning only where the guest is the one to act. The capture's failsafe is as long as
+    the warning (20 s each by default): the page warned at every photo, and the shutter button's next press
+    went to "I need more time" instead of "Get it on my phone" (a CI failure of the shutter-button test)."""
+    cfg = KioskConfig()
+    timeout = timeout_for(phase, cfg.session)
+    assert timeout is not None
+    visit = Visit(id="v", receipt="R", started_wall=0.0, last_activity=1000.0, phase=phase)
+    for elapsed in (0.0, timeout - 1.0):
+        view = visit_view(visit, cfg, now=1000.0 + elapsed, wall=0.0, paused=False)
+        assert view.idle_seconds_left == pytest.approx(timeout - elapsed)  # the failsafe is still told
+        in_window = timeout - elapsed <= cfg.session.idle_warning_seconds
+        assert view.idle_warning is (phase in GUEST_IDLE_PHASES and in_window)

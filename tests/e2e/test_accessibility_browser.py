@@ -113,7 +113,13 @@ def served(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Kiosk, st
             "ui": {"port": free_port()},
             "delivery": {"port": free_port(), "public_host": "localhost", "wifi_qr_path": str(wifi)},
             "event": {"name": EVENT, "languages": ["en", "fr"]},
-            "session": {"countdown_seconds": 2, "consent_idle_timeout_seconds": CONSENT_IDLE},
+            # A burst of 30 frames keeps the visit in CAPTURE for a second or more, so the page's poll
+            # answers from within it (the shutter-button test checks no idle warning comes from there).
+            "session": {
+                "countdown_seconds": 2,
+                "consent_idle_timeout_seconds": CONSENT_IDLE,
+                "capture_burst_frames": 30,
+            },
         }
     )
     assert cfg.session.idle_warning_seconds >= IDLE_WARNING  # the default gives 20 s at least
@@ -176,6 +182,9 @@ def _every_mode_and_orientation(page: Any, screen: str, problems: list[str]) -> 
     for orientation, viewport in VIEWPORTS.items():
         page.set_viewport_size(viewport)
         for modes in MODE_SETS:
+            # A guest looking at the screen this long taps it now and then: without that the sweep outlasts
+            # the consent screen's 60 s idle timeout on a loaded machine and the visit is wiped under it.
+            page.evaluate("() => window.Guest.touch()")
             page.evaluate(SET_MODES, list(modes))
             problems += _problems(page, f"{screen}/{orientation}/{'+'.join(modes) or 'default'}")
             if not modes:
@@ -366,6 +375,15 @@ def _press_f13(page: Any) -> None:
         cdp.detach()
 
 
+# Notes whether the idle warning is shown at any moment from now on (a poll can show it for under a second).
+WATCH_IDLE_WARNING = """() => {
+  window.idleWarningShown = false;
+  const warning = document.getElementById('idle-warning');
+  new MutationObserver(() => { if (!warning.hidden) window.idleWarningShown = true; })
+    .observe(warning, {attributes: true, attributeFilter: ['hidden']});
+}"""
+
+
 def test_a_visit_with_a_physical_shutter_button(page: Any, served: tuple[Kiosk, str, SkewClock]) -> None:
     """A USB button typing F13 (or Enter/Space with no control focused) does each screen's main step."""
     kiosk = served[0]
@@ -378,11 +396,15 @@ def test_a_visit_with_a_physical_shutter_button(page: Any, served: tuple[Kiosk, 
     _press_f13(page)
     wait_visible(page, "preview")
     wait_image_loaded(page, "#preview")
+    page.evaluate(WATCH_IDLE_WARNING)
     _press_f13(page)
     page.wait_for_selector("#countdown", state="visible")
     wait_visible(page, "review")
     page.wait_for_selector("#review-busy", state="hidden")
     wait_image_loaded(page, "#result")  # the guest sees the headshot before pressing on
+    # Taking the photo is not being idle: no "Are you still there?" (it took the next press for "I need
+    # more time"; the capture's 20 s failsafe counted as an idle timeout, see tests/appliance/test_lifecycle).
+    assert page.evaluate("() => window.idleWarningShown") is False
     assert page.evaluate("() => document.activeElement.id") == "review-title"
     page.keyboard.press("Enter")  # the heading has the focus, not a control: the button's Enter moves on
     wait_visible(page, "delivery")
