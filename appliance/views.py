@@ -123,6 +123,8 @@ class VisitView:
 
     ``held`` is what the RAM store holds for the visit, each item's ``expires`` the epoch second the kiosk
     deletes it if the guest does nothing more. ``idle_seconds_left`` is None in phases without a timeout.
+    ``idle_warning`` ("still there?") is only ever true in the phases that wait for the guest
+    (``GUEST_IDLE_PHASES``), never during the capture's or the render's failsafe.
     Idle only: ``last_visit`` and ``error`` (``worker_failed``, ``worker_died``) of the visit that ended."""
 
     phase: str
