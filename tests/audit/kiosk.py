@@ -22,6 +22,7 @@ from tests.support import free_port
 
 REPO = Path(__file__).resolve().parents[2]
 READY_TIMEOUT_SECONDS = 180.0
+READY_LINE = b"kiosk ready: "  # appliance.__main__ logs it once every listener is bound (systemd READY=1)
 
 
 def make_certificate(directory: Path) -> tuple[Path, Path]:
@@ -183,6 +184,7 @@ class KioskProcess:
         self.log_path = log_path
         self.proc: subprocess.Popen[bytes] | None = None
         self._log: TextIO | None = None
+        self._log_start = 0  # the log's size when the current start began
         self.starts = 0
         self.start_seconds: list[float] = []
 
@@ -192,7 +194,10 @@ class KioskProcess:
         return self.proc.pid
 
     def start(self) -> None:
-        """Start the kiosk and wait until the UI answers (``GET /api/session``)."""
+        """Start the kiosk and wait until it is ready: every listener bound (its "kiosk ready" log line,
+        logged when systemd is told READY=1) and the UI answering (``GET /api/session``). The UI alone was
+        not enough: the listeners bind one after another, and a phone's request in between was refused."""
+        self._log_start = self.log_path.stat().st_size if self.log_path.exists() else 0
         self._log = self.log_path.open("a")
         env = {k: v for k, v in os.environ.items() if not k.startswith("PYTEST")}
         env["PYTHONPATH"] = str(REPO)
@@ -221,12 +226,18 @@ class KioskProcess:
                 conn.request("GET", "/api/session")
                 status = conn.getresponse().status
                 conn.close()
-                if status == 200:
+                if status == 200 and self._said_ready():
                     return
             except OSError:
                 pass
             time.sleep(0.2)
         raise RuntimeError("the kiosk did not become ready in time")
+
+    def _said_ready(self) -> bool:
+        """Whether this start's part of the log (appended across restarts) says "kiosk ready"."""
+        with self.log_path.open("rb") as log:
+            log.seek(self._log_start)
+            return READY_LINE in log.read()
 
     def workers(self) -> list[int]:
         return children(self.pid) if self.proc is not None else []
