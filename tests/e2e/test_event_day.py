@@ -22,6 +22,7 @@ import random
 import re
 import statistics
 import time
+from collections import deque
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -409,6 +410,11 @@ def test_an_event_day_in_one_kiosk_page(day: Day) -> None:
             page = kiosk_ctx.pages[0] if kiosk_ctx.pages else kiosk_ctx.new_page()
             errors: list[str] = []
             page.on("pageerror", lambda e: errors.append(str(e)))
+            # The page's last requests and answers, printed if a guest fails (the test's own kiosk and
+            # guests): what the page asked and was told is the first clue to a tap that did nothing.
+            requests: deque[str] = deque(maxlen=80)
+            page.on("request", lambda r: requests.append(f"{time.monotonic():.3f} > {r.method} {r.url}"))
+            page.on("response", lambda r: requests.append(f"{time.monotonic():.3f} < {r.status} {r.url}"))
             page.goto(day.ui_url + "/")
             wait_visible(page, "attract")
             for n, kind in enumerate(kinds):
@@ -416,6 +422,7 @@ def test_an_event_day_in_one_kiosk_page(day: Day) -> None:
                     _guest(page, phone, day, rng, kind, n)
                 except Exception:
                     page.screenshot(path=str(SHOTS / f"event-day-fail-{n}-{kind}.png"))
+                    print(f"guest {n} ({kind}) failed; the page's last requests:", *requests, sep="\n")
                     raise
             assert errors == [], errors
             assert len(day.seen_qr) == len(day.seen_links)  # every QR of the day was new
